@@ -1,0 +1,37 @@
+# make demo / make test set everything up from scratch: a virtualenv in .venv with the
+# CPU build of torch that lies on this disk, the package in editable mode, and the data.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.samplenas-installed
+TORCH_PIN ?= torch==2.13.0
+
+.PHONY: setup data demo test lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check "$(TORCH_PIN)"
+	$(PY) -m pip install -q --disable-pip-version-check -e ".[dev,bench]"
+	@touch $(STAMP)
+
+data:
+	@bash scripts/ensure-data.sh
+
+demo: setup data
+	$(VENV)/bin/samplenas demo
+
+test: setup
+	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m pytest -q
+
+lint: setup
+	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff format --check src tests benchmarks
+
+bench: setup
+	$(PY) benchmarks/sampling.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

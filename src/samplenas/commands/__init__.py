@@ -1,0 +1,1 @@
+"""Sub-commands of the ``samplenas`` CLI, one module each."""

@@ -1,0 +1,19 @@
+"""Search spaces, the Arch value type and analytic cost. Imports no model code."""
+
+from samplenas.space.arch import Arch
+from samplenas.space.base import Cost, Gene, GeneSpace, SearchSpace
+from samplenas.space.mbconv import MBConvConfig, MBConvSpace
+from samplenas.space.registry import list_spaces, load_space, register_kind
+
+__all__ = [
+    "Arch",
+    "Cost",
+    "Gene",
+    "GeneSpace",
+    "MBConvConfig",
+    "MBConvSpace",
+    "SearchSpace",
+    "list_spaces",
+    "load_space",
+    "register_kind",
+]

@@ -1,0 +1,58 @@
+"""Find spaces by name (the YAML files shipped in ``space/spaces``) or by a user's path."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from samplenas.errors import UserError
+from samplenas.space.base import SearchSpace
+from samplenas.space.mbconv import MBConvConfig, MBConvSpace
+
+SPACES_DIR = Path(__file__).parent / "spaces"
+_KINDS = {"mbconv": lambda cfg, name: MBConvSpace(MBConvConfig.from_dict(cfg, name))}
+
+
+def register_kind(kind: str, factory) -> None:
+    """Let another module add a space kind (``factory(yaml_dict, name) -> SearchSpace``)."""
+    _KINDS[kind] = factory
+
+
+def list_spaces() -> list[str]:
+    """Names of the spaces that ship with samplenas."""
+    return sorted(p.stem for p in SPACES_DIR.glob("*.yaml"))
+
+
+def load_space(name_or_path: str | Path) -> SearchSpace:
+    """A space by shipped name (``attentive``) or from a YAML file path."""
+    return _load(str(name_or_path))
+
+
+@lru_cache(maxsize=32)
+def _load(name_or_path: str) -> SearchSpace:
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise UserError(f"space file '{path}' does not exist")
+        name = path.stem
+    else:
+        path = SPACES_DIR / f"{name_or_path}.yaml"
+        name = name_or_path
+        if not path.is_file():
+            raise UserError(
+                f"unknown space '{name_or_path}'; choose one of {list_spaces()} or give a YAML path"
+            )
+    try:
+        cfg = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise UserError(f"cannot read space file '{path}': {exc}".splitlines()[0]) from exc
+    if not isinstance(cfg, dict):
+        raise UserError(f"space file '{path}' must hold a YAML mapping")
+    name = str(cfg.get("name", name))
+    cfg = {k: v for k, v in cfg.items() if k != "name"}
+    kind = cfg.get("kind", "mbconv")
+    if kind not in _KINDS:
+        raise UserError(f"space file '{path}' has unknown kind '{kind}'; known: {sorted(_KINDS)}")
+    return _KINDS[kind](cfg, name)
