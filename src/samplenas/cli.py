@@ -12,9 +12,7 @@ from collections.abc import Sequence
 
 from samplenas.errors import UserError
 
-COMMAND_MODULES = (
-    "samplenas.commands.spaces",
-)
+COMMAND_MODULES = ("samplenas.commands.spaces",)
 
 
 class _Parser(argparse.ArgumentParser):

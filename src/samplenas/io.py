@@ -18,7 +18,9 @@ def read_json_arg(text: str, what: str = "architecture") -> Any:
         try:
             return json.loads(stripped)
         except json.JSONDecodeError as exc:
-            raise UserError(f"the {what} is not valid JSON ({exc.msg} at column {exc.colno})") from exc
+            raise UserError(
+                f"the {what} is not valid JSON ({exc.msg} at column {exc.colno})"
+            ) from exc
     path = Path(text)
     try:
         raw = path.read_text()
@@ -27,7 +29,9 @@ def read_json_arg(text: str, what: str = "architecture") -> Any:
     try:
         return json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise UserError(f"{what} file '{text}' is not valid JSON ({exc.msg}, line {exc.lineno})") from exc
+        raise UserError(
+            f"{what} file '{text}' is not valid JSON ({exc.msg}, line {exc.lineno})"
+        ) from exc
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

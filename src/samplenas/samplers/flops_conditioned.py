@@ -1,4 +1,10 @@
-"""FLOPs-conditioned sampling (AttentiveNAS eq. 5): draw τ ~ π(τ), then α ~ π̂(α | τ)."""
+"""FLOPs-conditioned sampling (AttentiveNAS eq. 5): draw τ ~ π(τ), then α ~ π(α | τ).
+
+Two ways to draw α | τ, both accepting only archs whose FLOPs round to τ:
+``"exact"`` (default for MobileNet-style spaces) counts architectures per cost by dynamic
+programming and is exactly uniform on the bucket at ~1.1 trials; ``"factorized"`` is the
+paper's rejection from Π π̂(o_i | τ) tables (works for any GeneSpace with a cost model).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +14,11 @@ import numpy as np
 
 from samplenas.errors import UserError
 from samplenas.samplers.base import Sampler
+from samplenas.samplers.flops_exact import ExactBucketSampler
 from samplenas.samplers.flops_prior import FlopsPrior
-from samplenas.space import Arch, GeneSpace, SearchSpace
+from samplenas.space import Arch, GeneSpace, MBConvSpace, SearchSpace
+
+METHODS = ("exact", "factorized")
 
 
 class FlopsConditionedSampler(Sampler):
@@ -30,12 +39,31 @@ class FlopsConditionedSampler(Sampler):
         prior: FlopsPrior | None = None,
         prior_samples: int = 1_000_000,
         step: float | None = None,
+        method: str | None = None,
     ) -> None:
         super().__init__(space, seed)
         if not isinstance(space, GeneSpace):
             raise UserError(f"space '{space.name}' does not support FLOPs-conditioned sampling")
         self.prior = prior or FlopsPrior.for_space(space, m=prior_samples, step=step)
-        self.target_bucket = None if target_mflops is None else self.prior.target_bucket(target_mflops)
+        method = method or ("exact" if isinstance(space, MBConvSpace) else "factorized")
+        if method not in METHODS:
+            raise UserError(f"unknown conditional sampling method '{method}'; use one of {METHODS}")
+        if method == "exact" and not isinstance(space, MBConvSpace):
+            raise UserError(
+                f"exact FLOPs-conditioned sampling needs a MobileNet-style space, "
+                f"not '{space.name}'"
+            )
+        self.method = method
+        self.exact = (
+            ExactBucketSampler(
+                space, self.prior.step, self.prior.first_bucket, self.prior.n_buckets
+            )
+            if method == "exact"
+            else None
+        )
+        self.target_bucket = (
+            None if target_mflops is None else self.prior.target_bucket(target_mflops)
+        )
         self.total_samples = 0
         self.total_trials = 0
         self.last_targets = np.zeros(0, dtype=np.int64)
@@ -43,7 +71,11 @@ class FlopsConditionedSampler(Sampler):
 
     def sample_in_buckets(self, buckets: np.ndarray) -> list[Arch]:
         """One arch per requested bucket index (of ``self.prior``)."""
-        idx, trials = self.prior.sample(self.space, self.rng, np.asarray(buckets))
+        buckets = np.asarray(buckets, dtype=np.int64)
+        if self.exact is not None:
+            idx, trials = self.exact.sample(self.rng, buckets)
+        else:
+            idx, trials = self.prior.sample(self.space, self.rng, buckets)
         self.last_targets, self.last_trials = np.asarray(buckets), trials
         self.total_samples += len(trials)
         self.total_trials += int(trials.sum())

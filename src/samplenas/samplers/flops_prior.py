@@ -141,7 +141,11 @@ class FlopsPrior:
                 # balance-heuristic weight p(α) / Σ_k (n_k/N) q_k(α)
                 mix = np.log(counts[0] / total) + np.full(k, log_p_const)
                 mix = np.stack(
-                    [mix] + [np.log(counts[t + 1] / total) + log_q(idx, tilts[t]) for t in range(len(TILTS))]
+                    [mix]
+                    + [
+                        np.log(counts[t + 1] / total) + log_q(idx, tilts[t])
+                        for t in range(len(TILTS))
+                    ]
                 )
                 w = np.exp(log_p_const - np.logaddexp.reduce(mix, axis=0))
                 mflops, _ = space.cost_indices(idx)
@@ -167,9 +171,19 @@ class FlopsPrior:
         with os.fdopen(fd, "wb") as f:
             np.savez_compressed(
                 f,
-                meta=np.array([self.step, self.first_bucket, self.cond_gene, self.n_samples,
-                               self.min_mflops, self.max_mflops]),
-                prior=self.prior, cond_probs=self.cond_probs, tables=self.tables,
+                meta=np.array(
+                    [
+                        self.step,
+                        self.first_bucket,
+                        self.cond_gene,
+                        self.n_samples,
+                        self.min_mflops,
+                        self.max_mflops,
+                    ]
+                ),
+                prior=self.prior,
+                cond_probs=self.cond_probs,
+                tables=self.tables,
             )
         os.replace(tmp, path)
 
@@ -177,8 +191,17 @@ class FlopsPrior:
     def load(cls, path: Path) -> FlopsPrior:
         with np.load(path, allow_pickle=False) as z:
             step, first, cond, n, lo, hi = z["meta"].tolist()
-            return cls(step, int(first), z["prior"], z["cond_probs"], z["tables"], int(cond),
-                       int(n), lo, hi)
+            return cls(
+                step,
+                int(first),
+                z["prior"],
+                z["cond_probs"],
+                z["tables"],
+                int(cond),
+                int(n),
+                lo,
+                hi,
+            )
 
     @classmethod
     def for_space(
@@ -217,10 +240,13 @@ class FlopsPrior:
     def target_bucket(self, mflops: float) -> int:
         """The bucket of a requested FLOPs target, or UserError when outside the space."""
         b = int(self.bucket_of(mflops))
-        lo_t, hi_t = self.bucket_mflops(0) - self.step / 2, self.bucket_mflops(self.n_buckets - 1) + self.step / 2
-        if not (self.min_mflops - self.step / 2 <= mflops <= self.max_mflops + self.step / 2) or not (
-            0 <= b < self.n_buckets
-        ):
+        lo_t, hi_t = (
+            self.bucket_mflops(0) - self.step / 2,
+            self.bucket_mflops(self.n_buckets - 1) + self.step / 2,
+        )
+        if not (
+            self.min_mflops - self.step / 2 <= mflops <= self.max_mflops + self.step / 2
+        ) or not (0 <= b < self.n_buckets):
             raise UserError(
                 f"target {mflops:g} MFLOPs is outside this space's range "
                 f"{self.min_mflops:.1f}-{self.max_mflops:.1f} MFLOPs (buckets {lo_t:g}-{hi_t:g})"
@@ -237,7 +263,7 @@ class FlopsPrior:
     def propose(self, rng: np.random.Generator, buckets: np.ndarray, k: int) -> np.ndarray:
         """k candidates per bucket from π̂(α | τ): index rows of shape [len(buckets), k, G]."""
         n = len(buckets)
-        G, C = self.tables.shape[2], self.tables.shape[3]
+        G = self.tables.shape[2]
         if self.cond_gene >= 0:
             ccdf = np.cumsum(self.cond_probs[buckets], axis=1)  # [n, R]
             r = (rng.random((n, k, 1)) > ccdf[:, None, :-1]).sum(axis=2)  # [n, k]
@@ -267,7 +293,7 @@ class FlopsPrior:
         while todo.size:
             cand = self.propose(rng, buckets[todo], chunk)  # [t, chunk, G]
             mflops, _ = space.cost_indices(cand.reshape(-1, G))
-            hit = (self.bucket_of(mflops).reshape(len(todo), chunk) == buckets[todo, None])
+            hit = self.bucket_of(mflops).reshape(len(todo), chunk) == buckets[todo, None]
             found = hit.any(axis=1)
             first = hit.argmax(axis=1)
             trials[todo] += np.where(found, first + 1, chunk)

@@ -228,7 +228,9 @@ class GeneSpace(SearchSpace):
         return out
 
     def encode_batch(self, archs: Sequence[Arch]) -> np.ndarray:
-        return np.stack([self.encode(a) for a in archs]) if archs else np.zeros((0, len(self.genes)))
+        return (
+            np.stack([self.encode(a) for a in archs]) if archs else np.zeros((0, len(self.genes)))
+        )
 
     def to_graph(self, arch: Arch) -> tuple[np.ndarray, np.ndarray]:
         """A chain graph with one node per gene group (e.g. per stage), one-hot features."""

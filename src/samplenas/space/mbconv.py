@@ -125,7 +125,9 @@ class _Reader:
     def choices(self, key: str) -> tuple[int, ...]:
         value = self.get(key, (int, list))
         values = value if isinstance(value, list) else [value]
-        if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
+        if not values or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values
+        ):
             raise UserError(f"{self.where}: '{key}' must be a positive integer or a list of them")
         if len(set(values)) != len(values):
             raise UserError(f"{self.where}: '{key}' lists a choice twice")
@@ -191,20 +193,31 @@ class MBConvSpace(GeneSpace):
         self._stage_tables = []
         prev_widths = c.stem_width
         for si, s in enumerate(c.stages):
-            shape = (2, R, len(prev_widths), len(s.width), len(s.depth), len(s.kernel_size),
-                     len(s.expand_ratio))
+            shape = (
+                2,
+                R,
+                len(prev_widths),
+                len(s.width),
+                len(s.depth),
+                len(s.kernel_size),
+                len(s.expand_ratio),
+            )
             table = np.zeros(shape)
             for ri, r in enumerate(c.resolution):
                 size_in = self.spatial_sizes(r)[si]
                 for (pi, cp), (wi, w), (ki, k), (ei, e) in itertools.product(
-                    enumerate(prev_widths), enumerate(s.width), enumerate(s.kernel_size),
+                    enumerate(prev_widths),
+                    enumerate(s.width),
+                    enumerate(s.kernel_size),
                     enumerate(s.expand_ratio),
                 ):
                     macs = params = 0
                     size, c_in = size_in, cp
                     cum = {}
                     for b in range(max(s.depth)):
-                        cost, size = mbconv_cost(size, c_in, w, k, e, s.stride if b == 0 else 1, s.se)
+                        cost, size = mbconv_cost(
+                            size, c_in, w, k, e, s.stride if b == 0 else 1, s.se
+                        )
                         macs += cost.macs
                         params += cost.params
                         c_in = w
@@ -217,7 +230,9 @@ class MBConvSpace(GeneSpace):
         self._head = np.zeros((2, R, len(last.width), len(c.head_width)))
         for ri, r in enumerate(c.resolution):
             size = self.spatial_sizes(r)[-1]
-            for (wi, w), (hi, h) in itertools.product(enumerate(last.width), enumerate(c.head_width)):
+            for (wi, w), (hi, h) in itertools.product(
+                enumerate(last.width), enumerate(c.head_width)
+            ):
                 cost = head_cost(size, w, c.head_expand, h, c.num_classes)
                 self._head[:, ri, wi, hi] = cost.macs, cost.params
         S = self.n_stages
@@ -234,7 +249,10 @@ class MBConvSpace(GeneSpace):
         w = [idx[:, j] for j in self._g_width]
         total = self._stem[:, r, w[0]]
         for si, (gd, gk, ge) in enumerate(self._g_stage):
-            total = total + self._stage_tables[si][:, r, w[si], w[si + 1], idx[:, gd], idx[:, gk], idx[:, ge]]
+            total = (
+                total
+                + self._stage_tables[si][:, r, w[si], w[si + 1], idx[:, gd], idx[:, gk], idx[:, ge]]
+            )
         total = total + self._head[:, r, w[-2], w[-1]]
         return total[0] / 1e6, total[1] / 1e6
 

@@ -41,7 +41,9 @@ class LayerCost:
 
 def stem_cost(size: int, c_in: int, c_out: int, kernel: int, stride: int) -> tuple[LayerCost, int]:
     out = conv_out(size, stride)
-    return LayerCost(out * out * kernel * kernel * c_in * c_out, kernel * kernel * c_in * c_out + 2 * c_out), out
+    return LayerCost(
+        out * out * kernel * kernel * c_in * c_out, kernel * kernel * c_in * c_out + 2 * c_out
+    ), out
 
 
 def mbconv_cost(

@@ -1,0 +1,114 @@
+"""``build_model(space, arch)``: a plain nn.Module for one Arch, no weight sharing.
+
+Used to retrain found architectures from scratch and as the target of supernet
+export; its FLOPs and parameters equal the space's analytic cost exactly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from samplenas.space import Arch, MBConvSpace, SearchSpace
+from samplenas.space.mbconv_cost import expanded_channels, se_channels
+from samplenas.supernet.layers import (
+    ConvBNAct,
+    Shortcut,
+    SqueezeExcite,
+    activation,
+    drop_path,
+    resize_input,
+)
+
+
+class MBConvBlock(nn.Module):
+    """Inverted residual: [1x1 expand] -> kxk depthwise -> [SE] -> 1x1 project, + shortcut."""
+
+    def __init__(
+        self,
+        c_in: int,
+        c_out: int,
+        kernel: int,
+        expand_ratio: int,
+        stride: int,
+        se: bool,
+        act: str,
+        drop_path_rate: float = 0.0,
+    ) -> None:
+        super().__init__()
+        mid = expanded_channels(c_in, expand_ratio)
+        self.expand = ConvBNAct(c_in, mid, 1, act=act) if expand_ratio != 1 else None
+        self.depthwise = ConvBNAct(mid, mid, kernel, stride, groups=mid, act=act)
+        self.se = SqueezeExcite(mid, se_channels(mid)) if se else None
+        self.project = ConvBNAct(mid, c_out, 1, act=None)
+        self.shortcut = Shortcut(c_in, c_out, stride)
+        self.drop_path_rate = drop_path_rate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.expand(x) if self.expand is not None else x
+        y = self.depthwise(y)
+        if self.se is not None:
+            y = self.se(y)
+        y = self.project(y)
+        return self.shortcut(x) + drop_path(y, self.drop_path_rate, self.training)
+
+
+class MBConvNet(nn.Module):
+    """Resize -> stem -> MBConv stages -> head (1x1 expand, pool, 1x1 mix, dropout, linear)."""
+
+    def __init__(
+        self, space: MBConvSpace, arch: Arch, dropout: float = 0.0, drop_path_rate: float = 0.0
+    ) -> None:
+        super().__init__()
+        arch = space.validate(arch)
+        cfg = space.config
+        act = cfg.activation
+        self.arch = arch
+        self.resolution = int(arch["resolution"])
+        self.resize_mode = cfg.resize_mode
+        widths = list(arch["width"])
+        self.stem = ConvBNAct(cfg.in_channels, widths[0], cfg.stem_kernel, cfg.stem_stride, act=act)
+        blocks: list[nn.Module] = []
+        total_blocks = sum(arch["depth"])
+        c_in = widths[0]
+        for i, stage in enumerate(cfg.stages):
+            for b in range(arch["depth"][i]):
+                rate = drop_path_rate * len(blocks) / max(total_blocks - 1, 1)
+                blocks.append(
+                    MBConvBlock(
+                        c_in,
+                        widths[i + 1],
+                        arch["kernel_size"][i],
+                        arch["expand_ratio"][i],
+                        stage.stride if b == 0 else 1,
+                        stage.se,
+                        act,
+                        rate,
+                    )
+                )
+                c_in = widths[i + 1]
+        self.blocks = nn.Sequential(*blocks)
+        mid = cfg.head_expand * c_in
+        self.final_expand = ConvBNAct(c_in, mid, 1, act=act)
+        self.feature_mix = nn.Sequential(nn.Conv2d(mid, widths[-1], 1, bias=False), activation(act))
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(widths[-1], cfg.num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = resize_input(x, self.resolution, self.resize_mode)
+        x = self.blocks(self.stem(x))
+        x = self.final_expand(x)
+        x = torch.mean(x, dim=(2, 3), keepdim=True)
+        return torch.flatten(self.feature_mix(x), 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(self.forward_features(x)))
+
+
+def build_model(space: SearchSpace, arch: Arch | dict[str, Any], **options: Any) -> nn.Module:
+    """A randomly initialised standalone model of ``arch`` (options: dropout, drop_path_rate)."""
+    if not isinstance(space, MBConvSpace):
+        raise TypeError(f"no model builder for space '{space.name}'")
+    return MBConvNet(space, space.validate(arch), **options)
