@@ -12,7 +12,10 @@ from collections.abc import Sequence
 
 from samplenas.errors import UserError
 
-COMMAND_MODULES = ("samplenas.commands.spaces",)
+COMMAND_MODULES = (
+    "samplenas.commands.spaces",
+    "samplenas.commands.demo",
+)
 
 
 class _Parser(argparse.ArgumentParser):

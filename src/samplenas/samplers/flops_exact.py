@@ -70,6 +70,14 @@ class ExactBucketSampler:
                     total[r, c:] += forward[-1][r, ws, : n_bins - c]
         self.total = total  # [R, bins]: architectures per rounded total cost
         self.cum_total = np.concatenate([np.zeros((R, 1)), np.cumsum(total, axis=1)], axis=1)
+        # one increasing array over all resolutions, for a single vectorised searchsorted
+        self._row_offset = float(self.cum_total[:, -1].max()) + 1.0
+        self._cum_flat = (self.cum_total + np.arange(R)[:, None] * self._row_offset).ravel()
+        # per stage: the (prev width, depth, kernel, expand) cells flattened, with prev width
+        self._stage_shape = [t.shape[1:2] + t.shape[3:] for t in stages]
+        self._stage_wp = [
+            np.repeat(np.arange(sh[0]), int(np.prod(sh[1:])))[None, :] for sh in self._stage_shape
+        ]
 
     def _bin_range(self, buckets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Inclusive-exclusive fine-bin range covering each bucket, widened by the slack."""
@@ -108,12 +116,8 @@ class ExactBucketSampler:
         r = self._choose(rng, mass.T)
         # final bin: inverse CDF inside [lo, hi)
         u = rng.random(n) * mass[r, np.arange(n)] + self.cum_total[r, lo]
-        bins = np.array(
-            [
-                np.searchsorted(self.cum_total[ri], ui, side="right") - 1
-                for ri, ui in zip(r, u, strict=True)
-            ]
-        )
+        pos = np.searchsorted(self._cum_flat, u + r * self._row_offset, side="right")
+        bins = pos - r * (self.n_bins + 1) - 1
         bins = np.clip(bins, lo, hi - 1)
         out = np.zeros((n, len(sp.genes)), dtype=np.int64)
         out[:, sp._g_res] = r
@@ -134,12 +138,10 @@ class ExactBucketSampler:
         bins = bins - hc[rows, ws, wh]
         w_next = ws
         for s in range(sp.n_stages - 1, -1, -1):
-            t = self.stage_c[s][r, :, w_next]  # [n, Wprev, D, K, E]
-            shape = t.shape[1:]
-            flat = t.reshape(n, -1)
-            wp_of = np.repeat(np.arange(shape[0]), int(np.prod(shape[1:])))[None, :]
+            shape = self._stage_shape[s]
+            flat = self.stage_c[s][r, :, w_next].reshape(n, -1)  # [n, Wprev*D*K*E]
             target = bins[:, None] - flat
-            counts = self.forward[s][r[:, None], wp_of, np.clip(target, 0, None)]
+            counts = self.forward[s][r[:, None], self._stage_wp[s], np.maximum(target, 0)]
             pick = self._choose(rng, np.where(target >= 0, counts, 0.0))
             wp, d, k, e = np.unravel_index(pick, shape)
             gd, gk, ge = sp._g_stage[s]

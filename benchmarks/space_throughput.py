@@ -1,0 +1,62 @@
+"""Training throughput of the smallest and largest static models of a space.
+
+Run: python benchmarks/space_throughput.py [SPACE]  ->  benchmarks/results/space_throughput.json
+(SGD step, batch 128, 2 threads, both memory formats; median of 5 timed steps after warm-up.)
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from samplenas.space import load_space
+from samplenas.supernet import build_model
+
+
+def images_per_second(space, arch, channels_last: bool, batch: int = 128) -> float:
+    model = build_model(space, arch)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x = torch.randn(batch, space.config.in_channels, 28, 28)
+    y = torch.randint(0, space.config.num_classes, (batch,))
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    times = []
+    for i in range(8):
+        t = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+        if i >= 3:
+            times.append(time.perf_counter() - t)
+    return batch / statistics.median(times)
+
+
+def main() -> None:
+    torch.set_num_threads(2)
+    name = sys.argv[1] if len(sys.argv) > 1 else "attentive-fashion"
+    space = load_space(name)
+    rows = {}
+    for label, arch in (("smallest", space.smallest()), ("largest", space.largest())):
+        cost = space.cost(arch)
+        rows[label] = {
+            "mflops": cost.mflops,
+            "params_m": cost.params_m,
+            "images_per_second_contiguous": round(images_per_second(space, arch, False)),
+            "images_per_second_channels_last": round(images_per_second(space, arch, True)),
+        }
+    result = {"space": name, "size": space.size(), "batch": 128, "threads": 2, "archs": rows}
+    out = Path(__file__).parent / "results" / "space_throughput.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
