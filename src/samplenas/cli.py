@@ -15,6 +15,7 @@ from samplenas.errors import UserError
 COMMAND_MODULES = (
     "samplenas.commands.spaces",
     "samplenas.commands.demo",
+    "samplenas.commands.train",
 )
 
 

@@ -1,0 +1,141 @@
+"""``samplenas train`` (stage 1) and ``samplenas eval`` (one sub-network, BN-calibrated)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import yaml
+
+from samplenas.errors import UserError
+from samplenas.io import print_json, read_json_arg
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a supernet (sandwich rule, in-place distillation)")
+    p.add_argument(
+        "--config", help="YAML recipe (see configs/); default: configs/fashion.yaml values"
+    )
+    p.add_argument("--out", help="run directory (default runs/<config name>)")
+    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR where it stopped")
+    p.add_argument("--sampler", help="sampler name, e.g. uniform or flops-uniform")
+    p.add_argument("--epochs", type=int, help="number of epochs")
+    p.add_argument("--data-dir", help="folder holding the dataset files")
+    p.add_argument("--seed", type=int, help="random seed of the whole run")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        default=[],
+        help="override a recipe value, e.g. --set train.lr=0.2 (repeatable)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the final summary as JSON")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "eval", help="top-1 of one sub-network of a trained run (after BN calibration)"
+    )
+    p.add_argument("--run", required=True, help="run directory")
+    p.add_argument(
+        "--arch", default="largest", help="smallest, largest, or inline JSON / JSON file"
+    )
+    p.add_argument("--split", default="val", choices=["val", "test"])
+    p.add_argument("--calib-batches", type=int, help="BN calibration batches (default: recipe's)")
+    p.add_argument("--data-dir", help="folder holding the dataset files")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_eval)
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    from samplenas.train.config import merge, parse_overrides
+
+    extra: dict = {}
+    if args.sampler:
+        extra = merge(extra, {"sampler": {"name": args.sampler}})
+    if args.epochs is not None:
+        extra = merge(extra, {"train": {"epochs": args.epochs}})
+    if args.data_dir:
+        extra = merge(extra, {"data": {"data_dir": args.data_dir}})
+    if args.seed is not None:
+        extra = merge(extra, {"seed": args.seed})
+    return merge(extra, parse_overrides(args.set))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from samplenas.train import Trainer, TrainingDiverged, load_config
+    from samplenas.train.config import config_from_dict, merge
+
+    if args.resume:
+        run = Path(args.resume)
+        if not (run / "config.yaml").is_file():
+            raise UserError(f"'{run}' is not a run directory (no config.yaml); nothing to resume")
+        raw = yaml.safe_load((run / "config.yaml").read_text())
+        cfg = config_from_dict(merge(raw, _overrides(args)))
+        out = run
+    else:
+        cfg = load_config(args.config, _overrides(args))
+        name = Path(args.config).stem if args.config else "default"
+        out = Path(args.out or f"runs/{name}")
+        if (out / "checkpoint.pt").exists():
+            raise UserError(
+                f"run directory '{out}' already holds a run; use --resume {out} or another --out"
+            )
+    trainer = Trainer(cfg, out, resume=bool(args.resume), progress=not args.no_progress)
+    try:
+        summary = trainer.run()
+    except TrainingDiverged as exc:
+        print(
+            f"samplenas: training diverged ({exc}); the last good checkpoint is kept in "
+            f"'{out}'. Lower train.lr or raise train.warmup_epochs, then --resume.",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        from samplenas.train.distributed import shutdown
+
+        shutdown(trainer.dist)
+    if not trainer.dist.is_main:
+        return 0
+    last = summary["history"][-1] if summary["history"] else {}
+    if args.json:
+        print_json({"run": str(out), **summary})
+    else:
+        print(f"run finished: {summary['steps']} steps in {out}")
+        for k in ("val_top1_smallest", "val_top1_largest"):
+            if k in last:
+                print(f"  {k}: {last[k]:.2f}%")
+    return 0
+
+
+def resolve_arch(space, text: str):
+    if text == "smallest":
+        return space.smallest()
+    if text == "largest":
+        return space.largest()
+    return space.validate(read_json_arg(text))
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from samplenas.train.runs import load_run
+
+    run = load_run(args.run, data_dir=args.data_dir)
+    arch = resolve_arch(run.space, args.arch)
+    result = run.evaluate(arch, args.split, args.calib_batches)
+    cost = run.space.cost(arch)
+    out = {
+        "top1": result["top1"],
+        "loss": result["loss"],
+        "mflops": cost.mflops,
+        "params_m": cost.params_m,
+        "split": args.split,
+    }
+    if args.json:
+        print_json(out)
+    else:
+        print(
+            f"top-1 {out['top1']:.2f}%  loss {out['loss']:.4f}  {cost.mflops:.2f} MFLOPs  "
+            f"{cost.params_m:.3f} M params  ({args.split} split, BN calibrated)"
+        )
+    return 0

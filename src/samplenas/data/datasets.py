@@ -1,0 +1,227 @@
+"""Load a dataset into memory as uint8 image tensors and split it, seeded.
+
+The official test set (where a dataset has one) is held out for final reports only; the
+training set is split into ``train`` and ``val`` (the search-validation split used for BN
+calibration and for every selection decision).
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from samplenas.errors import UserError
+
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+
+@dataclass
+class Split:
+    """Images as uint8 [N, C, H, W] and int64 labels [N]."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class DataSplits:
+    name: str
+    train: Split
+    val: Split
+    test: Split
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    augment: str  # "crop-flip", "crop" or "none"
+
+    @property
+    def image_size(self) -> int:
+        return int(self.train.images.shape[-1])
+
+    @property
+    def channels(self) -> int:
+        return int(self.train.images.shape[1])
+
+    def split(self, name: str) -> Split:
+        if name not in ("train", "val", "test"):
+            raise UserError(f"unknown split '{name}'; use train, val or test")
+        return getattr(self, name)
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (optionally gzipped): the MNIST family's format."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
+    if zero != 0 or dtype_code != 0x08:
+        raise UserError(f"'{path}' is not an IDX file of unsigned bytes")
+    shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(shape)):
+        raise UserError(f"'{path}' is truncated")
+    return body.reshape(shape)
+
+
+def _find_idx(directory: Path, stem: str) -> Path:
+    for name in (stem, stem + ".gz"):
+        if (directory / name).is_file():
+            return directory / name
+    raise UserError(
+        f"Fashion-MNIST file '{stem}' is missing in '{directory}': install it with "
+        f"'sudo apt-get install -y dataset-fashion-mnist' or pass --data-dir DIR "
+        f"holding the IDX files"
+    )
+
+
+def _split_train_val(images: np.ndarray, labels: np.ndarray, val_size: int, seed: int):
+    if not 0 < val_size < len(labels):
+        raise UserError(f"data.val_size must be between 1 and {len(labels) - 1}, got {val_size}")
+    perm = np.random.default_rng(seed).permutation(len(labels))
+    val, train = perm[:val_size], perm[val_size:]
+    return (images[train], labels[train]), (images[val], labels[val])
+
+
+def _as_split(images: np.ndarray, labels: np.ndarray) -> Split:
+    if images.ndim == 3:
+        images = images[:, None]
+    return Split(
+        torch.from_numpy(np.array(images, copy=True)), torch.from_numpy(labels.astype(np.int64))
+    )
+
+
+def load_fashion_mnist(data_dir: str | Path | None, val_size: int, seed: int) -> DataSplits:
+    directory = Path(data_dir) if data_dir else FASHION_DIR
+    if not directory.is_dir():
+        raise UserError(
+            f"Fashion-MNIST not found at '{directory}': install it with "
+            f"'sudo apt-get install -y dataset-fashion-mnist' or pass --data-dir DIR "
+            f"holding the IDX files"
+        )
+    arrays = {k: _read_idx(_find_idx(directory, v)) for k, v in FASHION_FILES.items()}
+    (tx, ty), (vx, vy) = _split_train_val(
+        arrays["train_images"], arrays["train_labels"], val_size, seed
+    )
+    return DataSplits(
+        "fashion-mnist",
+        _as_split(tx, ty),
+        _as_split(vx, vy),
+        _as_split(arrays["test_images"], arrays["test_labels"]),
+        10,
+        (0.2860,),
+        (0.3530,),
+        "crop-flip",
+    )
+
+
+def load_digits_dataset(val_size: int, seed: int) -> DataSplits:
+    """scikit-learn's 8x8 digits (1,797 images): 20% test, then ``val_size`` validation."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)
+    labels = digits.target
+    perm = np.random.default_rng(1234).permutation(len(labels))  # fixed test split
+    n_test = len(labels) // 5
+    test, rest = perm[:n_test], perm[n_test:]
+    (tx, ty), (vx, vy) = _split_train_val(images[rest], labels[rest], val_size, seed)
+    return DataSplits(
+        "digits",
+        _as_split(tx, ty),
+        _as_split(vx, vy),
+        _as_split(images[test], labels[test]),
+        10,
+        (0.3,),
+        (0.36,),
+        "crop",
+    )
+
+
+def load_image_folder(
+    root: str | Path, image_size: int, val_size: int, seed: int, grayscale: bool = False
+) -> DataSplits:
+    """Class-per-folder images (``root/<class>/*.png``); ``root/test/<class>`` is the test set.
+
+    Without a ``test`` folder a fixed 10% is held out as the test set.
+    """
+    from PIL import Image
+
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"image folder '{root}' does not exist")
+
+    def read(folder: Path, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        xs, ys = [], []
+        for ci, cls in enumerate(classes):
+            for f in sorted((folder / cls).iterdir()):
+                if f.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"):
+                    continue
+                img = Image.open(f).convert("L" if grayscale else "RGB")
+                img = img.resize((image_size, image_size), Image.BILINEAR)
+                arr = np.asarray(img, dtype=np.uint8)
+                xs.append(arr[None] if grayscale else arr.transpose(2, 0, 1))
+                ys.append(ci)
+        if not xs:
+            raise UserError(f"no images found under '{folder}'")
+        return np.stack(xs), np.array(ys)
+
+    train_root = root / "train" if (root / "train").is_dir() else root
+    classes = sorted(p.name for p in train_root.iterdir() if p.is_dir() and p.name != "test")
+    if len(classes) < 2:
+        raise UserError(f"'{train_root}' must hold one folder per class (found {len(classes)})")
+    images, labels = read(train_root, classes)
+    if (root / "test").is_dir():
+        test = read(root / "test", classes)
+    else:  # hold out a fixed 10% as the test set
+        perm = np.random.default_rng(1234).permutation(len(labels))
+        cut = max(1, len(labels) // 10)
+        test = (images[perm[:cut]], labels[perm[:cut]])
+        images, labels = images[perm[cut:]], labels[perm[cut:]]
+    (tx, ty), (vx, vy) = _split_train_val(images, labels, val_size, seed)
+    c = 1 if grayscale else 3
+    mean = tuple(float(images[:, i].mean() / 255) for i in range(c))
+    std = tuple(float(images[:, i].std() / 255 + 1e-3) for i in range(c))
+    return DataSplits(
+        root.name,
+        _as_split(tx, ty),
+        _as_split(vx, vy),
+        _as_split(*test),
+        len(classes),
+        mean,
+        std,
+        "crop-flip",
+    )
+
+
+def load_dataset(
+    name: str,
+    data_dir: str | None = None,
+    val_size: int = 5000,
+    seed: int = 0,
+    image_size: int = 32,
+    grayscale: bool = False,
+) -> DataSplits:
+    """A dataset by name: ``fashion-mnist``, ``digits`` or ``folder`` (needs ``data_dir``)."""
+    if name == "fashion-mnist":
+        return load_fashion_mnist(data_dir, val_size, seed)
+    if name == "digits":
+        return load_digits_dataset(val_size, seed)
+    if name == "folder":
+        if not data_dir:
+            raise UserError("data.dataset 'folder' needs data.data_dir (or --data-dir)")
+        return load_image_folder(data_dir, image_size, val_size, seed, grayscale)
+    raise UserError(f"unknown dataset '{name}'; use fashion-mnist, digits or folder")

@@ -1,0 +1,211 @@
+"""The training recipe: YAML in, typed dataclasses out, every bad key or value named.
+
+``configs/*.yaml`` hold recipes; ``--set train.lr=0.2`` overrides one value. The resolved
+recipe is written into the run directory so a run can be resumed and reproduced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from samplenas.errors import UserError
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "fashion-mnist"  # fashion-mnist | digits | folder
+    data_dir: str | None = None
+    val_size: int = 5000
+    image_size: int = 32  # folder datasets only
+    grayscale: bool = False  # folder datasets only
+    augment: bool = True
+
+
+@dataclass
+class OptimConfig:
+    epochs: int = 10
+    batch_size: int = 128  # per process
+    lr: float = 0.1  # for a total batch of lr_reference_batch; scaled linearly
+    lr_reference_batch: int = 256
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5.0e-5  # conv/linear weights; the largest covers them all
+    warmup_epochs: float = 1.0
+    min_lr_ratio: float = 0.0
+    label_smoothing: float = 0.1
+    dropout: float = 0.2  # largest sub-network only
+    drop_path: float = 0.2  # largest sub-network only
+    grad_clip: float = 1.0  # max global gradient norm; 0 disables
+    num_random: int = 2  # sub-networks per step between the largest and the smallest
+    distill: bool = True  # in-place distillation from the largest
+    channels_last: bool = True
+    threads: int = 0  # torch threads per process; 0 = all cores / processes
+
+
+@dataclass
+class SamplerConfig:
+    name: str = "uniform"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CalibrationConfig:
+    batches: int = 20
+    batch_size: int = 256
+    split: str = "val"  # images used to re-estimate BN statistics
+
+
+@dataclass
+class CheckpointConfig:
+    every_steps: int = 200
+    keep_last: int = 1
+
+
+@dataclass
+class RunConfig:
+    space: str = "attentive-fashion"
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    train: OptimConfig = field(default_factory=OptimConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    eval_every_epochs: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def _coerce(value: Any, typ: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``typ`` (ints accepted for floats)."""
+    origin = typing.get_origin(typ)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(typ)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except UserError:
+                pass
+        raise UserError(f"config key '{key}' has the wrong type: {value!r}")
+    if origin is dict or typ is dict:
+        if not isinstance(value, dict):
+            raise UserError(f"config key '{key}' must be a mapping, got {value!r}")
+        return dict(value)
+    if typ is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if typ is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if typ in (str, bool) and isinstance(value, typ):
+        return value
+    raise UserError(
+        f"config key '{key}' must be of type {getattr(typ, '__name__', typ)}, got {value!r}"
+    )
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        raise UserError(f"config section '{prefix or 'top level'}' must be a mapping")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in names:
+            where = f"{prefix}.{key}" if prefix else key
+            raise UserError(f"unknown config key '{where}'; known keys here: {sorted(names)}")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in raw:
+            continue
+        key = f"{prefix}.{f.name}" if prefix else f.name
+        typ = hints[f.name]
+        if dataclasses.is_dataclass(typ):
+            kwargs[f.name] = _build(typ, raw[f.name] or {}, key)
+        else:
+            kwargs[f.name] = _coerce(raw[f.name], typ, key)
+    return cls(**kwargs)
+
+
+def _check(cfg: RunConfig) -> RunConfig:
+    t = cfg.train
+    rules = [
+        (t.epochs >= 1, "train.epochs", "at least 1"),
+        (t.batch_size >= 2, "train.batch_size", "at least 2"),
+        (t.lr > 0, "train.lr", "positive"),
+        (0 <= t.momentum < 1, "train.momentum", "in [0, 1)"),
+        (t.weight_decay >= 0, "train.weight_decay", "non-negative"),
+        (0 <= t.dropout < 1, "train.dropout", "in [0, 1)"),
+        (0 <= t.drop_path < 1, "train.drop_path", "in [0, 1)"),
+        (0 <= t.label_smoothing < 1, "train.label_smoothing", "in [0, 1)"),
+        (t.num_random >= 0, "train.num_random", "non-negative"),
+        (t.warmup_epochs >= 0, "train.warmup_epochs", "non-negative"),
+        (t.grad_clip >= 0, "train.grad_clip", "non-negative"),
+        (cfg.calibration.batches >= 1, "calibration.batches", "at least 1"),
+        (cfg.calibration.split in ("train", "val"), "calibration.split", "train or val"),
+        (cfg.checkpoint.every_steps >= 1, "checkpoint.every_steps", "at least 1"),
+        (cfg.data.val_size >= 1, "data.val_size", "at least 1"),
+        (cfg.eval_every_epochs >= 0, "eval_every_epochs", "non-negative"),
+    ]
+    for ok, key, what in rules:
+        if not ok:
+            raise UserError(f"config key '{key}' must be {what}")
+    return cfg
+
+
+def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
+    """``["train.lr=0.2", "sampler.name=uniform"]`` -> nested dict (values parsed as YAML)."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise UserError(f"--set expects key=value, got '{pair}'")
+        key, text = pair.split("=", 1)
+        try:
+            value = yaml.safe_load(text) if text else ""
+        except yaml.YAMLError:
+            value = text
+        node = out
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return out
+
+
+def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Read a recipe (or the defaults when ``path`` is None) and apply overrides."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+        except OSError as exc:
+            raise UserError(f"cannot read config file '{path}': {exc.strerror or exc}") from exc
+        except yaml.YAMLError as exc:
+            raise UserError(
+                f"config file '{path}' is not valid YAML: {str(exc).splitlines()[0]}"
+            ) from exc
+    if not isinstance(raw, dict):
+        raise UserError(f"config file '{path}' must hold a YAML mapping")
+    return _check(_build(RunConfig, merge(raw, overrides or {}), ""))
+
+
+def config_from_dict(raw: dict[str, Any]) -> RunConfig:
+    return _check(_build(RunConfig, raw, ""))

@@ -1,0 +1,62 @@
+"""Accuracy of one sub-network: export it, calibrate its BN statistics, evaluate.
+
+Working on the exported copy leaves the supernet's shared weights and statistics exactly
+as other sub-networks see them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from samplenas.data import BatchLoader
+from samplenas.space import Arch
+
+
+@torch.no_grad()
+def accuracy(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    device: torch.device | str = "cpu",
+) -> dict[str, float]:
+    """Top-1 (%) and mean cross-entropy of ``model`` in eval mode."""
+    model.eval()
+    correct, total, loss_sum = 0, 0, 0.0
+    for x, y in batches:
+        x, y = x.to(device), y.to(device)
+        logits = model(x)
+        loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
+        correct += int((logits.argmax(1) == y).sum())
+        total += len(y)
+    return {"top1": 100.0 * correct / max(total, 1), "loss": loss_sum / max(total, 1)}
+
+
+def calibration_batches(loader: BatchLoader, num_batches: int) -> list[torch.Tensor]:
+    """The first ``num_batches`` images of a fixed (seeded) order, without augmentation."""
+    out = []
+    for x, _ in loader.epoch(0):
+        out.append(x)
+        if len(out) >= num_batches:
+            break
+    return out
+
+
+def evaluate_subnet(
+    supernet: nn.Module,
+    arch: Arch,
+    calib: list[torch.Tensor],
+    eval_loader: BatchLoader,
+    channels_last: bool = False,
+    device: torch.device | str = "cpu",
+) -> dict[str, float]:
+    """Export ``arch``, re-estimate its BN statistics on ``calib``, measure on ``eval_loader``."""
+    from samplenas.supernet import calibrate_bn
+
+    model = supernet.export(arch).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    calibrate_bn(model, (x.to(device) for x in calib), len(calib))
+    return accuracy(model, eval_loader.epoch(0), device)

@@ -1,0 +1,87 @@
+"""Open a finished (or interrupted) run directory: its recipe, data and supernet weights."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import yaml
+
+from samplenas.data import BatchLoader, DataSplits
+from samplenas.errors import UserError
+from samplenas.space import Arch, MBConvSpace, load_space
+from samplenas.train.checkpoint import CHECKPOINT, load_checkpoint
+from samplenas.train.config import RunConfig, config_from_dict, merge
+from samplenas.train.evaluate import calibration_batches, evaluate_subnet
+from samplenas.train.trainer import build_supernet, check_space_fits_data, load_run_data
+
+
+@dataclass
+class Run:
+    path: Path
+    cfg: RunConfig
+    space: MBConvSpace
+    data: DataSplits
+    supernet: torch.nn.Module
+    step: int
+
+    def calibration(self, num_batches: int | None = None) -> list[torch.Tensor]:
+        c = self.cfg.calibration
+        loader = BatchLoader(
+            self.data,
+            c.split,
+            c.batch_size,
+            shuffle=True,
+            augment=False,
+            seed=self.cfg.seed,
+            drop_last=False,
+            channels_last=self.cfg.train.channels_last,
+        )
+        return calibration_batches(loader, num_batches or c.batches)
+
+    def eval_loader(self, split: str) -> BatchLoader:
+        return BatchLoader(
+            self.data,
+            split,
+            500,
+            shuffle=False,
+            augment=False,
+            drop_last=False,
+            channels_last=self.cfg.train.channels_last,
+        )
+
+    def evaluate(
+        self, arch: Arch, split: str = "val", calib_batches: int | None = None
+    ) -> dict[str, float]:
+        return evaluate_subnet(
+            self.supernet,
+            arch,
+            self.calibration(calib_batches),
+            self.eval_loader(split),
+            self.cfg.train.channels_last,
+        )
+
+
+def load_run(path: str | Path, data_dir: str | None = None) -> Run:
+    path = Path(path)
+    if not (path / "config.yaml").is_file() or not (path / CHECKPOINT).is_file():
+        raise UserError(
+            f"'{path}' is not a trained run directory (needs config.yaml and {CHECKPOINT})"
+        )
+    raw = yaml.safe_load((path / "config.yaml").read_text())
+    if data_dir:
+        raw = merge(raw, {"data": {"data_dir": data_dir}})
+    cfg = config_from_dict(raw)
+    torch.set_num_threads(cfg.train.threads or torch.get_num_threads())
+    space = load_space(cfg.space)
+    if not isinstance(space, MBConvSpace):
+        raise UserError(f"space '{cfg.space}' has no supernet")
+    data = load_run_data(cfg)
+    check_space_fits_data(space, data)
+    supernet = build_supernet(space)
+    state = load_checkpoint(path / CHECKPOINT)
+    supernet.load_state_dict(state["model"])
+    if cfg.train.channels_last:
+        supernet = supernet.to(memory_format=torch.channels_last)
+    return Run(path, cfg, space, data, supernet, int(state["step"]))

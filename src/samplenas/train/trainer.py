@@ -1,0 +1,343 @@
+"""Stage 1: train the supernet with the sandwich rule and in-place distillation.
+
+Each step trains the largest sub-network (labels, label smoothing, dropout, stochastic
+depth), ``num_random`` sub-networks from the configured sampler and the smallest, the
+latter all distilled from the largest's detached soft predictions; the gradients of all
+of them are accumulated for one SGD step (BigNAS / AttentiveNAS recipe, appendix A).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from samplenas.data import BatchLoader, DataSplits, load_dataset
+from samplenas.errors import UserError
+from samplenas.io import atomic_write_json, atomic_write_text
+from samplenas.samplers import Sampler, make_sampler
+from samplenas.space import Arch, MBConvSpace, load_space
+from samplenas.train import distributed as D
+from samplenas.train.checkpoint import (
+    CHECKPOINT,
+    capture_rng,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+)
+from samplenas.train.config import RunConfig
+from samplenas.train.evaluate import calibration_batches, evaluate_subnet
+
+FAULT_ENV = "SAMPLENAS_FAULT_AT_STEP"  # tests: die abruptly after this step
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def soft_cross_entropy(logits: torch.Tensor, target_probs: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy against soft targets (in-place distillation)."""
+    return -(target_probs * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+
+
+def load_run_data(cfg: RunConfig) -> DataSplits:
+    d = cfg.data
+    return load_dataset(d.dataset, d.data_dir, d.val_size, cfg.seed, d.image_size, d.grayscale)
+
+
+def check_space_fits_data(space: MBConvSpace, data: DataSplits) -> None:
+    c = space.config
+    if c.in_channels != data.channels or c.num_classes != data.num_classes:
+        raise UserError(
+            f"space '{space.name}' expects {c.in_channels}-channel images and {c.num_classes} "
+            f"classes but dataset '{data.name}' has {data.channels} and {data.num_classes}"
+        )
+
+
+def lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
+    """Linear warm-up, then cosine decay to ``min_ratio`` of the peak."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(total - warmup, 1)
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def build_supernet(space: MBConvSpace) -> torch.nn.Module:
+    from samplenas.supernet import MBConvSupernet
+
+    return MBConvSupernet(space)
+
+
+class Trainer:
+    """One run directory, one supernet; ``run()`` trains to the end, resuming if asked."""
+
+    def __init__(
+        self, cfg: RunConfig, out: str | Path, resume: bool = False, progress: bool = True
+    ) -> None:
+        self.cfg = cfg
+        self.out = Path(out)
+        self.dist = D.init_distributed()
+        self.progress = progress and self.dist.is_main
+        threads = cfg.train.threads or max(1, (os.cpu_count() or 1) // self.dist.world_size)
+        torch.set_num_threads(threads)
+        torch.manual_seed(cfg.seed)
+        space = load_space(cfg.space)
+        if not isinstance(space, MBConvSpace):
+            raise UserError(f"space '{cfg.space}' has no supernet; use a MobileNet-style space")
+        self.space = space
+        self.data = load_run_data(cfg)
+        check_space_fits_data(space, self.data)
+        t = cfg.train
+        self.loader = BatchLoader(
+            self.data,
+            "train",
+            t.batch_size,
+            shuffle=True,
+            augment=cfg.data.augment,
+            seed=cfg.seed,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
+            channels_last=t.channels_last,
+        )
+        if self.loader.batches_per_epoch() < 1:
+            raise UserError("train.batch_size is larger than the training split")
+        self.model = build_supernet(space).to(self.dist.device)
+        if t.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        D.broadcast_module(self.model, self.dist)
+        decay, no_decay = [], []
+        for p in self.model.parameters():
+            (decay if p.ndim > 1 else no_decay).append(p)
+        lr = t.lr * t.batch_size * self.dist.world_size / t.lr_reference_batch
+        self.optimizer = torch.optim.SGD(
+            [
+                {"params": decay, "weight_decay": t.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
+            lr=lr,
+            momentum=t.momentum,
+            nesterov=t.nesterov and t.momentum > 0,
+        )
+        self.steps_per_epoch = self.loader.batches_per_epoch()
+        self.total_steps = t.epochs * self.steps_per_epoch
+        warmup = int(round(t.warmup_epochs * self.steps_per_epoch))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(s, self.total_steps, warmup, t.min_lr_ratio)
+        )
+        self.sampler: Sampler = make_sampler(
+            cfg.sampler.name, space, seed=cfg.seed, **cfg.sampler.options
+        )
+        self.largest, self.smallest = space.largest(), space.smallest()
+        self.step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.history: list[dict[str, Any]] = []
+        self.writer = None
+        if resume:
+            self._resume()
+        elif self.dist.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.out / "config.yaml", cfg.to_yaml())
+        if self.dist.is_main:
+            self._open_tensorboard()
+
+    # -- persistence ------------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "sampler": json.dumps(self.sampler.state_dict()),
+            "loader": self.loader.state_dict(),
+            "rng": capture_rng(),
+            "history": json.dumps(self.history),
+            "config": json.dumps(self.cfg.to_dict()),
+        }
+
+    def save(self) -> None:
+        if self.dist.is_main:
+            save_checkpoint(self.out / CHECKPOINT, self._state())
+
+    def _resume(self) -> None:
+        path = self.out / CHECKPOINT
+        if not path.is_file():
+            raise UserError(f"no checkpoint to resume in '{self.out}'")
+        state = load_checkpoint(path, self.dist.device)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.sampler.load_state_dict(json.loads(state["sampler"]))
+        self.loader.load_state_dict(state["loader"])
+        restore_rng(state["rng"])
+        self.step, self.epoch = int(state["step"]), int(state["epoch"])
+        self.batch_in_epoch = int(state["batch_in_epoch"])
+        self.history = json.loads(state["history"])
+
+    def _open_tensorboard(self) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # optional extra: pip install samplenas[tensorboard]
+            return
+        self.writer = SummaryWriter(str(self.out / "tensorboard"))
+
+    def log(self, record: dict[str, Any]) -> None:
+        if not self.dist.is_main:
+            return
+        with open(self.out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.writer is not None:
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k not in ("step", "epoch"):
+                    self.writer.add_scalar(k, v, record.get("step", self.step))
+
+    # -- one sandwich step ------------------------------------------------------------
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        t = self.cfg.train
+        model = self.model
+        model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        archs: list[Arch] = [self.largest, *self.sampler.ask(t.num_random), self.smallest]
+        losses = []
+        soft = None
+        for i, arch in enumerate(archs):
+            first = i == 0
+            model.set_arch(
+                arch,
+                dropout=t.dropout if first else 0.0,
+                drop_path_rate=t.drop_path if first else 0.0,
+            )
+            logits = model(x)
+            if first or not t.distill:
+                loss = F.cross_entropy(logits, y, label_smoothing=t.label_smoothing)
+            else:
+                loss = soft_cross_entropy(logits, soft)
+            if first:
+                soft = F.softmax(logits.detach(), dim=1)
+            loss.backward()
+            losses.append(loss.detach())
+        stacked = torch.stack(losses)
+        if not torch.isfinite(stacked).all():
+            raise TrainingDiverged(f"loss is {stacked.tolist()} at step {self.step}")
+        params = [p for p in model.parameters() if p.grad is not None]
+        D.all_reduce_gradients(params, self.dist)
+        if t.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, t.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        return {
+            "loss_largest": float(stacked[0]),
+            "loss_smallest": float(stacked[-1]),
+            "loss_mean": float(stacked.mean()),
+        }
+
+    # -- validation -------------------------------------------------------------------
+    def evaluate(self, arch: Arch, split: str = "val") -> dict[str, float]:
+        c = self.cfg.calibration
+        calib_loader = BatchLoader(
+            self.data,
+            c.split,
+            c.batch_size,
+            shuffle=True,
+            augment=False,
+            seed=self.cfg.seed,
+            drop_last=False,
+            channels_last=self.cfg.train.channels_last,
+        )
+        eval_loader = BatchLoader(
+            self.data,
+            split,
+            500,
+            shuffle=False,
+            augment=False,
+            drop_last=False,
+            channels_last=self.cfg.train.channels_last,
+        )
+        calib = calibration_batches(calib_loader, c.batches)
+        return evaluate_subnet(
+            self.model, arch, calib, eval_loader, self.cfg.train.channels_last, self.dist.device
+        )
+
+    def _end_of_epoch(self) -> None:
+        record: dict[str, Any] = {"epoch": self.epoch + 1, "step": self.step}
+        every = self.cfg.eval_every_epochs
+        if (
+            self.dist.is_main
+            and every
+            and ((self.epoch + 1) % every == 0 or self.epoch + 1 == self.cfg.train.epochs)
+        ):
+            for name, arch in (("smallest", self.smallest), ("largest", self.largest)):
+                r = self.evaluate(arch)
+                record[f"val_top1_{name}"] = r["top1"]
+                record[f"val_loss_{name}"] = r["loss"]
+        self.history.append(record)
+        self.log(record)
+        D.barrier(self.dist)
+
+    # -- the loop ---------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        t = self.cfg.train
+        fault_at = int(os.environ.get(FAULT_ENV, "0") or 0)
+        bar = tqdm(
+            total=self.total_steps,
+            initial=self.step,
+            disable=not self.progress,
+            unit="step",
+            dynamic_ncols=True,
+            leave=True,
+        )
+        window_start, window_images = time.perf_counter(), 0
+        while self.epoch < t.epochs:
+            for x, y in self.loader.epoch(self.epoch, self.batch_in_epoch):
+                x, y = x.to(self.dist.device), y.to(self.dist.device)
+                stats = self.train_step(x, y)
+                self.step += 1
+                self.batch_in_epoch += 1
+                window_images += len(y) * self.dist.world_size
+                if self.step % 20 == 0 or self.step == 1:
+                    elapsed = time.perf_counter() - window_start
+                    rate = window_images / max(elapsed, 1e-9)
+                    lr = self.optimizer.param_groups[0]["lr"]
+                    record = {
+                        "step": self.step,
+                        "epoch": self.epoch,
+                        "lr": lr,
+                        "images_per_second": rate,
+                        **stats,
+                        **self.sampler.stats(),
+                    }
+                    self.log(record)
+                    bar.set_postfix(
+                        loss=f"{stats['loss_largest']:.3f}", lr=f"{lr:.3g}", img_s=f"{rate:.0f}"
+                    )
+                    window_start, window_images = time.perf_counter(), 0
+                bar.update(1)
+                if self.step % self.cfg.checkpoint.every_steps == 0:
+                    self.save()
+                if fault_at and self.step == fault_at:
+                    os._exit(137)  # simulated crash (tests), like SIGKILL
+            self._end_of_epoch()
+            self.epoch += 1
+            self.batch_in_epoch = 0
+            self.save()
+        bar.close()
+        summary = {
+            "status": "finished",
+            "steps": self.step,
+            "epochs": self.epoch,
+            "history": self.history,
+        }
+        if self.dist.is_main:
+            atomic_write_json(self.out / "run.json", summary)
+        if self.writer is not None:
+            self.writer.close()
+        return summary
