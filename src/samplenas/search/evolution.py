@@ -1,0 +1,167 @@
+"""Evolutionary search (AttentiveNAS stage 2, after OFA) as an ask/tell sampler.
+
+Generation 0 is P random architectures inside the FLOPs bounds; each later generation is
+M mutations (each gene moves to a different value with probability ``mutate_prob``) and C
+uniform crossovers of parents, where the parents are the best architecture found so far
+in each FLOPs bucket — a per-bucket Pareto set, so the whole accuracy/FLOPs front keeps
+evolving rather than only its best point. Paper: P = 512, M = C = 128, 20 iterations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from samplenas.errors import UserError
+from samplenas.samplers.base import Sampler
+from samplenas.samplers.flops_conditioned import FlopsConditionedSampler
+from samplenas.search.pareto import best_per_bucket
+from samplenas.space import Arch, GeneSpace, MBConvSpace
+
+
+class EvolutionSampler(Sampler):
+    """``ask()`` returns the next generation to evaluate; ``tell`` records fitness."""
+
+    name = "evolution"
+
+    def __init__(
+        self,
+        space: GeneSpace,
+        seed: int | None = 0,
+        population: int = 512,
+        mutations: int = 128,
+        crossovers: int = 128,
+        iterations: int = 20,
+        mutate_prob: float = 0.2,
+        mflops_range: tuple[float, float] | None = None,
+        bucket_step: float | None = None,
+        max_tries: int = 1000,
+    ) -> None:
+        super().__init__(space, seed)
+        lo = space.cost(space.smallest()).mflops
+        hi = space.cost(space.largest()).mflops
+        self.lo, self.hi = mflops_range or (lo, hi)
+        if self.lo > self.hi or self.hi < lo or self.lo > hi:
+            raise UserError(
+                f"--mflops-range {self.lo:g} {self.hi:g} does not meet the space's range "
+                f"{lo:.2f}-{hi:.2f} MFLOPs"
+            )
+        self.population, self.mutations, self.crossovers = population, mutations, crossovers
+        self.iterations, self.mutate_prob, self.max_tries = iterations, mutate_prob, max_tries
+        self.step = bucket_step or max((self.hi - self.lo) / 25.0, 1e-9)
+        self.generation = 0
+        self.seen: set[Arch] = set()
+        self.fitness: dict[Arch, float] = {}
+        self.mflops: dict[Arch, float] = {}
+
+    # -- helpers ------------------------------------------------------------------------
+    def _in_bounds(self, arch: Arch) -> bool:
+        m = self.space.cost(arch).mflops
+        return self.lo <= m <= self.hi
+
+    def _fresh(self, make) -> Arch | None:
+        for _ in range(self.max_tries):
+            arch = make()
+            if arch not in self.seen and self._in_bounds(arch):
+                self.seen.add(arch)
+                return arch
+        return None
+
+    def _initial_population(self) -> list[Arch]:
+        """P archs from FLOPs buckets drawn evenly over the bounds, so that the first front
+        covers the whole range (FLOPs-conditioned sampling where the space has it)."""
+        out: list[Arch] = []
+        conditional, buckets = None, np.zeros(0, dtype=np.int64)
+        if isinstance(self.space, MBConvSpace):
+            conditional = FlopsConditionedSampler(self.space, seed=int(self.rng.integers(2**31)))
+            prior = conditional.prior
+            mids = prior.bucket_mflops(np.arange(prior.n_buckets))
+            buckets = np.flatnonzero(
+                (prior.prior > 0)
+                & (mids >= self.lo - prior.step / 2)
+                & (mids <= self.hi + prior.step / 2)
+            )
+        for _ in range(self.population):
+            if conditional is not None and len(buckets):
+                bucket = int(buckets[self.rng.integers(len(buckets))])
+
+                def make(bucket: int = bucket) -> Arch:
+                    return conditional.sample_in_buckets(np.array([bucket]))[0]
+            else:
+
+                def make() -> Arch:
+                    return self.space.sample(self.rng)
+
+            a = self._fresh(make)
+            if a is not None:
+                out.append(a)
+        return out
+
+    def parents(self) -> list[Arch]:
+        """The best architecture of every FLOPs bucket evaluated so far."""
+        archs = list(self.fitness)
+        if not archs:
+            return []
+        buckets = [int(self.mflops[a] // self.step) for a in archs]
+        best = best_per_bucket(buckets, [self.fitness[a] for a in archs])
+        return [archs[i] for i in sorted(best.values(), key=lambda i: self.mflops[archs[i]])]
+
+    def done(self) -> bool:
+        return self.generation > self.iterations
+
+    # -- Sampler ------------------------------------------------------------------------
+    def ask(self, n: int | None = None) -> list[Arch]:
+        """The next generation (``n`` caps its size); [] once all iterations are done."""
+        if self.done():
+            return []
+        out: list[Arch] = []
+        if self.generation == 0:
+            out = self._initial_population()
+        else:
+            parents = self.parents()
+            if not parents:
+                raise UserError("evolution needs fitness for the previous generation (tell)")
+            for _ in range(self.mutations):
+                a = self._fresh(
+                    lambda: self.space.mutate(
+                        parents[self.rng.integers(len(parents))], self.mutate_prob, self.rng
+                    )
+                )
+                if a is not None:
+                    out.append(a)
+            for _ in range(self.crossovers):
+
+                def cross() -> Arch:
+                    i, j = self.rng.integers(len(parents), size=2)
+                    return self.space.crossover(parents[i], parents[j], self.rng)
+
+                a = self._fresh(cross)
+                if a is not None:
+                    out.append(a)
+        self.generation += 1
+        return out[:n] if n else out
+
+    def tell(self, archs: Sequence[Arch], scores: Sequence[float]) -> None:
+        for a, s in zip(archs, scores, strict=True):
+            self.seen.add(a)
+            self.fitness[a] = float(s)
+            self.mflops[a] = self.space.cost(a).mflops
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state.update(
+            generation=self.generation,
+            seen=[a.to_json() for a in self.seen],
+            fitness=[[a.to_json(), s] for a, s in self.fitness.items()],
+        )
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.generation = int(state["generation"])
+        self.seen = {Arch(a) for a in state["seen"]}
+        self.fitness, self.mflops = {}, {}
+        for a, s in state["fitness"]:
+            self.tell([Arch(a)], [s])

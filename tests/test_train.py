@@ -1,0 +1,193 @@
+"""Stage-1 training on the tiny recipe: determinism, crash + resume, divergence, DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from samplenas.cli import main
+from samplenas.train import Trainer, load_config
+from samplenas.train.checkpoint import CHECKPOINT, load_checkpoint
+
+ROOT = Path(__file__).parent.parent
+TINY = str(ROOT / "configs" / "tiny.yaml")
+
+
+def cli(*argv: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "samplenas.cli", *argv],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=ROOT,
+    )
+
+
+def eval_json(run: Path, arch: str, capsys) -> dict:
+    assert main(["eval", "--run", str(run), "--arch", arch, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    assert main(["train", "--config", TINY, "--out", str(out), "--no-progress"]) == 0
+    return out
+
+
+def test_tiny_run_trains_and_evaluates(tiny_run, capsys):
+    for name in ("config.yaml", "metrics.jsonl", CHECKPOINT, "run.json"):
+        assert (tiny_run / name).is_file()
+    largest = eval_json(tiny_run, "largest", capsys)
+    smallest = eval_json(tiny_run, "smallest", capsys)
+    assert set(largest) == {"top1", "loss", "mflops", "params_m", "split"}
+    assert largest["top1"] > 60 and smallest["top1"] > 40  # 10 classes: chance is 10%
+    assert largest["mflops"] > smallest["mflops"]
+    history = json.loads((tiny_run / "run.json").read_text())["history"]
+    assert len(history) == 3 and "val_top1_largest" in history[-1]
+
+
+def test_same_seed_gives_identical_numbers(tiny_run, tmp_path, capsys):
+    again = tmp_path / "again"
+    assert main(["train", "--config", TINY, "--out", str(again), "--no-progress"]) == 0
+    for arch in ("largest", "smallest"):
+        assert eval_json(again, arch, capsys) == eval_json(tiny_run, arch, capsys)
+    test = main(["eval", "--run", str(again), "--arch", "largest", "--split", "test", "--json"])
+    assert test == 0 and json.loads(capsys.readouterr().out)["split"] == "test"
+
+
+def test_killed_run_resumes_to_the_same_weights(tiny_run, tmp_path, capsys):
+    out = tmp_path / "crashed"
+    # checkpoints every 5 steps; the process dies abruptly after step 7 (mid-epoch)
+    proc = cli(
+        "train",
+        "--config",
+        TINY,
+        "--out",
+        str(out),
+        "--no-progress",
+        env={"SAMPLENAS_FAULT_AT_STEP": "7"},
+    )
+    assert proc.returncode == 137, proc.stderr
+    assert load_checkpoint(out / CHECKPOINT)["step"] == 5
+    assert main(["train", "--resume", str(out), "--no-progress"]) == 0
+    resumed = load_checkpoint(out / CHECKPOINT)["model"]
+    reference = load_checkpoint(tiny_run / CHECKPOINT)["model"]
+    assert resumed.keys() == reference.keys()
+    for k in reference:
+        assert torch.equal(resumed[k], reference[k]), k
+    assert eval_json(out, "largest", capsys) == eval_json(tiny_run, "largest", capsys)
+
+
+def test_checkpoint_is_weights_only_and_atomic(tiny_run):
+    state = torch.load(tiny_run / CHECKPOINT, weights_only=True)
+    assert {"model", "optimizer", "scheduler", "sampler", "rng", "step", "loader"} <= set(state)
+    assert not [p for p in tiny_run.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_divergence_stops_with_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    original = Trainer.train_step
+
+    def poisoned(self, x, y):
+        if self.step == 3:
+            with torch.no_grad():
+                next(self.model.parameters()).fill_(float("nan"))
+        return original(self, x, y)
+
+    monkeypatch.setattr(Trainer, "train_step", poisoned)
+    out = tmp_path / "nan"
+    code = main(
+        [
+            "train",
+            "--config",
+            TINY,
+            "--out",
+            str(out),
+            "--no-progress",
+            "--set",
+            "checkpoint.every_steps=2",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 1 and "diverged" in err and "last good checkpoint" in err
+    state = load_checkpoint(out / CHECKPOINT)
+    assert state["step"] == 2
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--set", "train.bogus=1"], "unknown config key 'train.bogus'"),
+        (["--set", "train.lr=-1"], "config key 'train.lr' must be positive"),
+        (["--sampler", "nope"], "unknown sampler 'nope'"),
+        (
+            ["--set", "data.dataset=fashion-mnist", "--data-dir", "/nonexistent"],
+            "apt-get install -y dataset-fashion-mnist",
+        ),
+    ],
+)
+def test_bad_training_input_exits_2(tmp_path, extra, message):
+    proc = cli("train", "--config", TINY, "--out", str(tmp_path / "r"), "--no-progress", *extra)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_eval_of_a_missing_run_exits_2(tmp_path):
+    proc = cli("eval", "--run", str(tmp_path), "--arch", "largest")
+    assert proc.returncode == 2 and "not a trained run directory" in proc.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, port: int, out: str, queue) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+    )
+    cfg = load_config(TINY, {"train": {"epochs": 2}})
+    trainer = Trainer(cfg, out, progress=False)
+    trainer.run()
+    flat = torch.cat([p.detach().flatten() for p in trainer.model.parameters()])
+    queue.put((rank, flat, trainer.history))
+    torch.distributed.destroy_process_group()
+
+
+def test_two_gloo_processes_keep_identical_weights(tmp_path):
+    ctx = torch.multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    port = _free_port()
+    procs = [
+        ctx.Process(target=_ddp_worker, args=(r, 2, port, str(tmp_path / "ddp"), queue))
+        for r in range(2)
+    ]
+    for p in procs:
+        p.start()
+    results = dict((r, (w, h)) for r, w, h in (queue.get(timeout=300) for _ in procs))
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    assert torch.equal(results[0][0], results[1][0])
+    # the same recipe on one process learns alike
+    single = Trainer(
+        load_config(TINY, {"train": {"epochs": 2}}), tmp_path / "single", progress=False
+    )
+    single.run()
+    ddp_acc = results[0][1][-1]["val_top1_largest"]
+    one_acc = single.history[-1]["val_top1_largest"]
+    assert ddp_acc > 50 and abs(ddp_acc - one_acc) < 15
+    assert (tmp_path / "ddp" / CHECKPOINT).is_file()
