@@ -12,9 +12,11 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
@@ -201,28 +203,46 @@ class Trainer:
                     self.writer.add_scalar(k, v, record.get("step", self.step))
 
     # -- one sandwich step ------------------------------------------------------------
+    def candidate_losses(
+        self, x: torch.Tensor, y: torch.Tensor
+    ) -> Callable[[list[Arch]], np.ndarray]:
+        """The attentive samplers' estimator: minus each candidate's loss on this batch.
+
+        Forward passes without gradients, averaged across ranks so all ranks choose alike.
+        """
+
+        @torch.no_grad()
+        def score(archs: list[Arch]) -> np.ndarray:
+            losses = []
+            for arch in archs:
+                self.model.set_arch(arch)
+                losses.append(F.cross_entropy(self.model(x), y))
+            mean = D.all_reduce_mean(torch.stack(losses), self.dist)
+            return -mean.cpu().numpy()
+
+        return score
+
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         t = self.cfg.train
         model = self.model
         model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        archs: list[Arch] = [self.largest, *self.sampler.ask(t.num_random), self.smallest]
-        losses = []
-        soft = None
-        for i, arch in enumerate(archs):
-            first = i == 0
-            model.set_arch(
-                arch,
-                dropout=t.dropout if first else 0.0,
-                drop_path_rate=t.drop_path if first else 0.0,
-            )
+        # the largest first: its soft predictions teach the others
+        model.set_arch(self.largest, dropout=t.dropout, drop_path_rate=t.drop_path)
+        logits = model(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=t.label_smoothing)
+        soft = F.softmax(logits.detach(), dim=1)
+        loss.backward()
+        losses = [loss.detach()]
+        if hasattr(self.sampler, "set_scorer"):
+            self.sampler.set_scorer(self.candidate_losses(x, y))
+        for arch in [*self.sampler.ask(t.num_random), self.smallest]:
+            model.set_arch(arch)
             logits = model(x)
-            if first or not t.distill:
-                loss = F.cross_entropy(logits, y, label_smoothing=t.label_smoothing)
-            else:
+            if t.distill:
                 loss = soft_cross_entropy(logits, soft)
-            if first:
-                soft = F.softmax(logits.detach(), dim=1)
+            else:
+                loss = F.cross_entropy(logits, y, label_smoothing=t.label_smoothing)
             loss.backward()
             losses.append(loss.detach())
         stacked = torch.stack(losses)
