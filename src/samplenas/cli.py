@@ -16,6 +16,8 @@ COMMAND_MODULES = (
     "samplenas.commands.spaces",
     "samplenas.commands.demo",
     "samplenas.commands.train",
+    "samplenas.commands.search",
+    "samplenas.commands.export",
 )
 
 

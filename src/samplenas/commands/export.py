@@ -1,0 +1,109 @@
+"""``samplenas export``: one sub-network as a standalone model with calibrated BN."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import warnings
+from pathlib import Path
+
+from samplenas.errors import UserError
+from samplenas.io import atomic_write_json, print_json, read_json_arg
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="write a standalone model (torch.export, TorchScript, ONNX)")
+    p.add_argument("--run", required=True, help="run directory")
+    p.add_argument(
+        "--arch",
+        required=True,
+        help="Pareto id from 'samplenas search', smallest, largest, or JSON / JSON file",
+    )
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--calib-batches", type=int, help="BN calibration batches (default: recipe's)")
+    p.add_argument("--data-dir", help="folder holding the dataset files")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_export)
+
+
+def resolve(run, text: str):
+    if text.isdigit():
+        path = Path(run.path) / "search" / "pareto.json"
+        if not path.is_file():
+            raise UserError(f"no Pareto front in '{run.path}'; run 'samplenas search' first")
+        front = json.loads(path.read_text())["front"]
+        if int(text) >= len(front):
+            raise UserError(
+                f"Pareto id {text} does not exist; the front has ids 0-{len(front) - 1}"
+            )
+        return run.space.validate(front[int(text)]["arch"])
+    if text in ("smallest", "largest"):
+        return getattr(run.space, text)()
+    return run.space.validate(read_json_arg(text))
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    import torch
+
+    from samplenas.supernet import calibrate_bn
+    from samplenas.train.runs import load_run
+
+    run = load_run(args.run, data_dir=args.data_dir)
+    arch = resolve(run, args.arch)
+    model = run.supernet.export(arch)
+    calib = run.calibration(args.calib_batches)
+    calibrate_bn(model, (x.contiguous() for x in calib), len(calib))
+    model.eval()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    example = calib[0][:2].contiguous()
+    files = {"arch": str(out / "arch.json"), "state_dict": str(out / "state_dict.pt")}
+    atomic_write_json(
+        out / "arch.json",
+        {
+            "space": run.space.name,
+            "arch": arch.to_json(),
+            "input_shape": list(example.shape[1:]),
+            "mean": list(run.data.mean),
+            "std": list(run.data.std),
+        },
+    )
+    torch.save(model.state_dict(), out / "state_dict.pt")
+    program = torch.export.export(model, (example,))
+    torch.export.save(program, out / "model.pt2")
+    files["torch_export"] = str(out / "model.pt2")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(model, example)
+        traced.save(str(out / "model.torchscript.pt"))
+    files["torchscript"] = str(out / "model.torchscript.pt")
+    try:
+        import onnx  # noqa: F401
+
+        torch.onnx.export(
+            model,
+            (example,),
+            str(out / "model.onnx"),
+            dynamo=False,
+            input_names=["image"],
+            output_names=["logits"],
+            dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
+        )
+        files["onnx"] = str(out / "model.onnx")
+    except Exception:  # noqa: BLE001 - ONNX is optional; the other formats are written
+        pass
+    cost = run.space.cost(arch)
+    result = {
+        "arch": arch.to_json(),
+        "mflops": cost.mflops,
+        "params_m": cost.params_m,
+        "files": files,
+    }
+    if args.json:
+        print_json(result)
+    else:
+        print(
+            f"exported {cost.mflops:.2f} MFLOPs / {cost.params_m:.3f} M params to {out}: "
+            + ", ".join(Path(f).name for f in files.values())
+        )
+    return 0

@@ -1,0 +1,110 @@
+"""``samplenas search``: stage 2 — evolutionary search on a trained supernet run."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from samplenas.errors import UserError
+from samplenas.io import print_json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("search", help="evolutionary search on a trained run; Pareto front")
+    p.add_argument("--run", required=True, help="run directory of 'samplenas train'")
+    p.add_argument("--budget", type=int, help="at most this many evaluations")
+    p.add_argument(
+        "--mflops-range",
+        type=float,
+        nargs=2,
+        metavar=("A", "B"),
+        help="keep architectures within A..B MFLOPs",
+    )
+    p.add_argument("--population", type=int, default=64, help="initial population P (paper 512)")
+    p.add_argument("--mutations", type=int, default=32, help="mutations per iteration M (128)")
+    p.add_argument("--crossovers", type=int, default=32, help="crossovers per iteration C (128)")
+    p.add_argument("--iterations", type=int, default=6, help="iterations I (paper 20)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--calib-batches", type=int, help="BN calibration batches (default: recipe's)")
+    p.add_argument("--data-dir", help="folder holding the dataset files")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_search)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from samplenas.search.archive import Archive
+    from samplenas.search.runner import (
+        SearchConfig,
+        front_of,
+        plot_front,
+        run_evolution,
+        write_front,
+    )
+    from samplenas.train.evaluate import evaluate_subnet
+    from samplenas.train.runs import load_run
+
+    for name in ("population", "mutations", "crossovers", "iterations"):
+        if getattr(args, name) < 0 or (name == "population" and args.population < 1):
+            raise UserError(f"--{name} must be {'at least 1' if name == 'population' else '>= 0'}")
+    if args.budget is not None and args.budget < 1:
+        raise UserError("--budget must be at least 1")
+    run = load_run(args.run, data_dir=args.data_dir)
+    rng = tuple(args.mflops_range) if args.mflops_range else None
+    cfg = SearchConfig(
+        args.population,
+        args.mutations,
+        args.crossovers,
+        args.iterations,
+        budget=args.budget,
+        mflops_range=rng,
+        seed=args.seed,
+    )
+    calib = run.calibration(args.calib_batches)
+    val = run.eval_loader("val")
+    cl = run.cfg.train.channels_last
+
+    def evaluate(arch):
+        return evaluate_subnet(run.supernet, arch, calib, val, cl)
+
+    out = Path(args.run) / "search"
+    archive = Archive(out / "archive.jsonl")
+    stats = run_evolution(run.space, evaluate, cfg, archive, progress=not args.no_progress)
+    front = front_of(archive, rng)
+    tested = Archive(out / "test.jsonl")  # Pareto members' test accuracy, measured once
+    test = run.eval_loader("test")
+    for arch, metrics in front:
+        row = tested.get(arch)
+        if row is None:
+            r = evaluate_subnet(run.supernet, arch, calib, test, cl)
+            row = {"test_top1": r["top1"], "test_loss": r["loss"]}
+            tested.add(arch, row)
+        metrics.update(row)
+    write_front(
+        front, out / "pareto.json", {"run": str(args.run), **stats, "archive_size": len(archive)}
+    )
+    plot_front(archive, front, out / "pareto.png", f"{run.space.name}: evolutionary search")
+    if args.json:
+        print_json(
+            {
+                "front": [{"id": i, "arch": a.to_json(), **m} for i, (a, m) in enumerate(front)],
+                **stats,
+                "archive": str(out / "archive.jsonl"),
+                "plot": str(out / "pareto.png"),
+            }
+        )
+        return 0
+    print(f"{'id':>3} {'MFLOPs':>8} {'params M':>9} {'val top-1':>10} {'test top-1':>11}")
+    for i, (_, m) in enumerate(front):
+        print(
+            f"{i:3d} {m['mflops']:8.2f} {m['params_m']:9.3f} {m['val_top1']:10.2f} "
+            f"{m['test_top1']:11.2f}"
+        )
+    rate = stats["evaluations_per_minute"]
+    print(
+        f"{stats['evaluations']} evaluations ({stats['new_evaluations']} new"
+        + (f", {rate:.0f}/min" if rate else "")
+        + f"); front in {out / 'pareto.json'}, "
+        f"plot {out / 'pareto.png'}"
+    )
+    return 0

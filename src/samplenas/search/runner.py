@@ -1,0 +1,151 @@
+"""Stage 2 on a trained run: evolutionary search, archived, resumable, then the Pareto front.
+
+Fitness is top-1 on the search-validation split after BN calibration. Every evaluation is
+appended to ``<run>/search/archive.jsonl``; a killed search replays the (seeded) evolution
+against the archive and evaluates only what is missing. Pareto members are evaluated once
+on the held-out test split at the end.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from samplenas.io import atomic_write_json
+from samplenas.search.archive import Archive
+from samplenas.search.evolution import EvolutionSampler
+from samplenas.search.pareto import pareto_front
+from samplenas.space import Arch, GeneSpace
+
+
+@dataclass
+class SearchConfig:
+    population: int = 64
+    mutations: int = 32
+    crossovers: int = 32
+    iterations: int = 6
+    mutate_prob: float = 0.2
+    budget: int | None = None  # cap on evaluations
+    mflops_range: tuple[float, float] | None = None
+    seed: int = 0
+
+
+def run_evolution(
+    space: GeneSpace,
+    evaluate: Callable[[Arch], dict[str, float]],
+    cfg: SearchConfig,
+    archive: Archive,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evolve, evaluating through ``archive`` (cached) with ``evaluate``; return timing stats."""
+    sampler = EvolutionSampler(
+        space,
+        seed=cfg.seed,
+        population=cfg.population,
+        mutations=cfg.mutations,
+        crossovers=cfg.crossovers,
+        iterations=cfg.iterations,
+        mutate_prob=cfg.mutate_prob,
+        mflops_range=cfg.mflops_range,
+    )
+    total = cfg.population + cfg.iterations * (cfg.mutations + cfg.crossovers)
+    if cfg.budget:
+        total = min(total, cfg.budget)
+    bar = tqdm(total=total, disable=not progress, unit="arch", dynamic_ncols=True)
+    evaluated, new_evals, eval_seconds = 0, 0, 0.0
+    while not sampler.done() and evaluated < total:
+        archs = sampler.ask()[: total - evaluated]
+        if not archs:
+            break
+        scores = []
+        for arch in archs:
+            row = archive.get(arch)
+            if row is None:
+                t = time.perf_counter()
+                metrics = evaluate(arch)
+                eval_seconds += time.perf_counter() - t
+                cost = space.cost(arch)
+                row = {
+                    "val_top1": metrics["top1"],
+                    "val_loss": metrics["loss"],
+                    "mflops": cost.mflops,
+                    "params_m": cost.params_m,
+                }
+                archive.add(arch, row)
+                new_evals += 1
+            scores.append(row["val_top1"])
+            evaluated += 1
+            bar.update(1)
+            bar.set_postfix(best=f"{max(scores):.2f}")
+        sampler.tell(archs, scores)
+    bar.close()
+    return {
+        "evaluations": evaluated,
+        "new_evaluations": new_evals,
+        "evaluations_per_minute": 60.0 * new_evals / eval_seconds if eval_seconds else None,
+    }
+
+
+def front_of(
+    archive: Archive, mflops_range: tuple[float, float] | None = None
+) -> list[tuple[Arch, dict[str, Any]]]:
+    rows = archive.rows()
+    if mflops_range:
+        rows = [r for r in rows if mflops_range[0] <= r[1]["mflops"] <= mflops_range[1]]
+    if not rows:
+        return []
+    idx = pareto_front([r[1]["mflops"] for r in rows], [r[1]["val_top1"] for r in rows])
+    return [rows[i] for i in idx]
+
+
+def plot_front(
+    archive: Archive, front: list[tuple[Arch, dict[str, Any]]], path: Path, title: str
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = archive.rows()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    ax.scatter(
+        [r[1]["mflops"] for r in rows],
+        [r[1]["val_top1"] for r in rows],
+        s=6,
+        alpha=0.35,
+        label=f"evaluated ({len(rows)})",
+    )
+    fx = [m["mflops"] for _, m in front]
+    ax.plot(fx, [m["val_top1"] for _, m in front], "o-", color="C3", label="Pareto front (val)")
+    if front and "test_top1" in front[0][1]:
+        ax.plot(fx, [m["test_top1"] for _, m in front], "s--", color="C2", label="front on test")
+    ax.set_xlabel("MFLOPs")
+    ax.set_ylabel("top-1 (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    lo = np.percentile([r[1]["val_top1"] for r in rows], 5) if rows else 0
+    ax.set_ylim(bottom=max(0.0, lo - 1))
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_front(
+    front: list[tuple[Arch, dict[str, Any]]], path: Path, extra: dict[str, Any]
+) -> None:
+    atomic_write_json(
+        path,
+        {**extra, "front": [{"id": i, "arch": a.to_json(), **m} for i, (a, m) in enumerate(front)]},
+    )
+
+
+def config_dict(cfg: SearchConfig) -> dict[str, Any]:
+    return asdict(cfg)
