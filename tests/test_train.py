@@ -31,6 +31,7 @@ def cli(*argv: str, env: dict | None = None) -> subprocess.CompletedProcess:
 
 
 def eval_json(run: Path, arch: str, capsys) -> dict:
+    capsys.readouterr()
     assert main(["eval", "--run", str(run), "--arch", arch, "--json"]) == 0
     return json.loads(capsys.readouterr().out)
 
@@ -48,10 +49,10 @@ def test_tiny_run_trains_and_evaluates(tiny_run, capsys):
     largest = eval_json(tiny_run, "largest", capsys)
     smallest = eval_json(tiny_run, "smallest", capsys)
     assert set(largest) == {"top1", "loss", "mflops", "params_m", "split"}
-    assert largest["top1"] > 60 and smallest["top1"] > 40  # 10 classes: chance is 10%
+    assert largest["top1"] > 85 and smallest["top1"] > 70  # 10 classes: chance is 10%
     assert largest["mflops"] > smallest["mflops"]
     history = json.loads((tiny_run / "run.json").read_text())["history"]
-    assert len(history) == 3 and "val_top1_largest" in history[-1]
+    assert len(history) == 12 and "val_top1_largest" in history[-1]
 
 
 def test_same_seed_gives_identical_numbers(tiny_run, tmp_path, capsys):
@@ -59,6 +60,7 @@ def test_same_seed_gives_identical_numbers(tiny_run, tmp_path, capsys):
     assert main(["train", "--config", TINY, "--out", str(again), "--no-progress"]) == 0
     for arch in ("largest", "smallest"):
         assert eval_json(again, arch, capsys) == eval_json(tiny_run, arch, capsys)
+    capsys.readouterr()
     test = main(["eval", "--run", str(again), "--arch", "largest", "--split", "test", "--json"])
     assert test == 0 and json.loads(capsys.readouterr().out)["split"] == "test"
 
@@ -151,6 +153,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+# attentive sampling from minibatch losses: the ranks see different shards, so their
+# choices only agree because the candidates' losses are averaged across ranks
+DDP_RECIPE = {"train": {"epochs": 16}, "sampler": {"name": "bestup-2-loss"}}
+
+
 def _ddp_worker(rank: int, world: int, port: int, out: str, queue) -> None:
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
@@ -159,11 +166,10 @@ def _ddp_worker(rank: int, world: int, port: int, out: str, queue) -> None:
         WORLD_SIZE=str(world),
         LOCAL_RANK=str(rank),
     )
-    cfg = load_config(TINY, {"train": {"epochs": 2}})
-    trainer = Trainer(cfg, out, progress=False)
+    trainer = Trainer(load_config(TINY, DDP_RECIPE), out, progress=False)
     trainer.run()
-    flat = torch.cat([p.detach().flatten() for p in trainer.model.parameters()])
-    queue.put((rank, flat, trainer.history))
+    flat = torch.cat([p.detach().flatten() for p in trainer.model.parameters()]).numpy().copy()
+    queue.put((rank, flat, trainer.history))  # numpy: sent by value, not by shared memory
     torch.distributed.destroy_process_group()
 
 
@@ -181,13 +187,15 @@ def test_two_gloo_processes_keep_identical_weights(tmp_path):
     for p in procs:
         p.join(timeout=60)
         assert p.exitcode == 0
-    assert torch.equal(results[0][0], results[1][0])
-    # the same recipe on one process learns alike
-    single = Trainer(
-        load_config(TINY, {"train": {"epochs": 2}}), tmp_path / "single", progress=False
-    )
+    assert (results[0][0] == results[1][0]).all()
+    # one process with the same total batch (2 x 64) learns alike
+    one = {"train": {"epochs": 16, "batch_size": 128}, "sampler": {"name": "bestup-2-loss"}}
+    single = Trainer(load_config(TINY, one), tmp_path / "single", progress=False)
     single.run()
-    ddp_acc = results[0][1][-1]["val_top1_largest"]
-    one_acc = single.history[-1]["val_top1_largest"]
-    assert ddp_acc > 50 and abs(ddp_acc - one_acc) < 15
+    for key in ("val_top1_largest", "val_top1_smallest"):
+        ddp = [h[key] for h in results[0][1]]
+        ref = [h[key] for h in single.history]
+        assert ddp[-1] > 70 and ref[-1] > 70
+        assert abs(ddp[-1] - ref[-1]) < 10
+        assert ddp[-1] > ddp[0] and ref[-1] > ref[0]
     assert (tmp_path / "ddp" / CHECKPOINT).is_file()

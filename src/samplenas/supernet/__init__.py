@@ -1,5 +1,7 @@
-"""Models: the static builder, and (later) dynamic ops, supernets, export and BN calibration."""
+"""Models: the static builder, dynamic ops, the weight-sharing supernet, BN calibration."""
 
+from samplenas.supernet.bn_calibration import calibrate_bn, calibrated_subnet
+from samplenas.supernet.mbconv_supernet import MBConvSupernet
 from samplenas.supernet.static import MBConvNet, build_model
 
-__all__ = ["MBConvNet", "build_model"]
+__all__ = ["MBConvNet", "MBConvSupernet", "build_model", "calibrate_bn", "calibrated_subnet"]

@@ -1,0 +1,130 @@
+"""Dynamic layers: one tensor holds the largest weight; each forward uses a slice of it.
+
+Channel slicing takes the first channels (so small sub-networks share the most-trained
+filters), kernel slicing takes the centre of the largest kernel. Slices are views, so
+every sub-network trains the same shared weights.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from samplenas.space.mbconv_cost import se_channels
+
+
+def centre(weight: torch.Tensor, kernel: int) -> torch.Tensor:
+    """The centre ``kernel`` x ``kernel`` window of a conv weight."""
+    full = weight.shape[-1]
+    if kernel == full:
+        return weight
+    start = (full - kernel) // 2
+    return weight[..., start : start + kernel, start : start + kernel]
+
+
+class DynamicConv2d(nn.Module):
+    """A dense conv whose output channels and kernel size are chosen per forward.
+
+    Input channels follow the incoming tensor. ``active_out`` / ``active_kernel`` are set
+    by the supernet's ``set_arch``.
+    """
+
+    def __init__(
+        self, max_in: int, max_out: int, kernel: int = 1, stride: int = 1, bias: bool = False
+    ) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(max_out, max_in, kernel, kernel))
+        self.bias = nn.Parameter(torch.zeros(max_out)) if bias else None
+        self.stride = stride
+        self.active_out = max_out
+        self.active_kernel = kernel
+        nn.init.kaiming_normal_(self.weight, mode="fan_out")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c_in, out, k = x.shape[1], self.active_out, self.active_kernel
+        w = self.weight
+        if out != w.shape[0] or c_in != w.shape[1]:
+            w = w[:out, :c_in]
+        w = centre(w, k)
+        b = self.bias[:out] if self.bias is not None else None
+        return F.conv2d(x, w, b, self.stride, k // 2)
+
+
+class DynamicDepthwiseConv2d(nn.Module):
+    """A depthwise conv: channels follow the input, the kernel is the active centre."""
+
+    def __init__(self, max_channels: int, kernel: int, stride: int = 1) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(max_channels, 1, kernel, kernel))
+        self.stride = stride
+        self.active_kernel = kernel
+        nn.init.kaiming_normal_(self.weight, mode="fan_out")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c, k = x.shape[1], self.active_kernel
+        w = self.weight if c == self.weight.shape[0] else self.weight[:c]
+        return F.conv2d(x, centre(w, k), None, self.stride, k // 2, 1, c)
+
+
+class DynamicBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm over the first C channels: sliced affine weights and running statistics.
+
+    Subclassing BatchNorm2d keeps ``reset_running_stats``, ``momentum=None`` cumulative
+    averaging (BN calibration) and the state-dict layout of the static model.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = x.shape[1]
+        if c == self.num_features:
+            return super().forward(x)
+        factor = 0.0
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked.add_(1)
+            factor = (
+                1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+            )
+        use_batch_stats = self.training or not self.track_running_stats
+        return F.batch_norm(
+            x,
+            self.running_mean[:c] if not self.training or self.track_running_stats else None,
+            self.running_var[:c] if not self.training or self.track_running_stats else None,
+            self.weight[:c],
+            self.bias[:c],
+            use_batch_stats,
+            factor,
+            self.eps,
+        )
+
+
+class DynamicSqueezeExcite(nn.Module):
+    """SE whose reduced width follows the active hidden width (``se_channels(mid)``)."""
+
+    def __init__(self, max_channels: int) -> None:
+        super().__init__()
+        max_reduced = se_channels(max_channels)
+        self.reduce = DynamicConv2d(max_channels, max_reduced, 1, bias=True)
+        self.expand = DynamicConv2d(max_reduced, max_channels, 1, bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = x.shape[1]
+        self.reduce.active_out = se_channels(c)
+        self.expand.active_out = c
+        s = F.adaptive_avg_pool2d(x, 1)
+        s = F.hardsigmoid(self.expand(F.relu(self.reduce(s))))
+        return x * s
+
+
+class DynamicLinear(nn.Module):
+    """A linear layer whose input features follow the incoming tensor."""
+
+    def __init__(self, max_in: int, out: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(out, max_in))
+        self.bias = nn.Parameter(torch.zeros(out))
+        nn.init.normal_(self.weight, std=0.01)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = x.shape[1]
+        w = self.weight if c == self.weight.shape[1] else self.weight[:, :c]
+        return F.linear(x, w, self.bias)
