@@ -1,0 +1,154 @@
+"""The weight-sharing supernet: export equivalence, slicing rules, BN calibration."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from samplenas import load_space
+from samplenas.data import BatchLoader, load_dataset
+from samplenas.supernet import MBConvSupernet, calibrate_bn, calibrated_subnet
+from samplenas.supernet.dynamic import centre
+from test_static_model import measured_cost
+
+
+def randomize_bn(model: torch.nn.Module, seed: int = 0) -> None:
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
+            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
+            m.bias.data.copy_(torch.rand(n, generator=g) - 0.5)
+
+
+@pytest.mark.parametrize("name, size", [("tiny", 8), ("attentive-fashion", 28)])
+def test_export_computes_the_same_function(name, size):
+    space = load_space(name)
+    net = MBConvSupernet(space)
+    randomize_bn(net)
+    net.eval()
+    x = torch.randn(4, space.config.in_channels, size, size)
+    archs = [space.smallest(), space.largest(), *space.sample_many(np.random.default_rng(0), 6)]
+    for arch in archs:
+        net.set_arch(arch)
+        exported = net.export(arch).eval()
+        with torch.no_grad():
+            assert torch.allclose(net(x), exported(x), atol=1e-5), arch
+        mflops, params = measured_cost(space, arch)
+        cost = space.cost(arch)
+        assert cost.mflops == pytest.approx(mflops, rel=1e-6)
+        assert cost.params_m == pytest.approx(sum(p.numel() for p in exported.parameters()) / 1e6)
+        assert cost.params_m == pytest.approx(params)
+
+
+def test_channels_last_gives_the_same_outputs():
+    space = load_space("attentive-fashion")
+    net = MBConvSupernet(space).eval()
+    randomize_bn(net)
+    x = torch.randn(3, 1, 28, 28)
+    arch = space.sample(np.random.default_rng(1))
+    net.set_arch(arch)
+    with torch.no_grad():
+        ref = net(x)
+        net = net.to(memory_format=torch.channels_last)
+        out = net(x.contiguous(memory_format=torch.channels_last))
+    assert torch.allclose(ref, out, atol=1e-5)
+
+
+def test_smaller_kernel_is_the_centre_of_the_largest():
+    space = load_space("tiny")
+    net = MBConvSupernet(space)
+    arch = space.largest().replace(kernel_size=[3, 3])
+    exported = net.export(arch)
+    big = net.blocks[0].depthwise[0].weight
+    small = exported.blocks[0].depthwise[0].weight
+    assert big.shape[-1] == 5 and small.shape[-1] == 3
+    assert torch.equal(small, big[:, :, 1:4, 1:4][: small.shape[0]])
+    assert torch.equal(centre(big, 3), big[:, :, 1:4, 1:4])
+
+
+def test_elastic_depth_runs_only_the_first_blocks():
+    space = load_space("tiny")
+    net = MBConvSupernet(space)
+    arch = space.largest().replace(depth=[1, 2])
+    net.set_arch(arch)
+    x = torch.randn(8, 1, 8, 8)
+    F.cross_entropy(net(x), torch.randint(0, 10, (8,))).backward()
+    first_stage_second_block = net.blocks[net.stage_offsets[0] + 1]
+    assert all(p.grad is None for p in first_stage_second_block.parameters())
+    assert all(p.grad is not None for p in net.blocks[0].parameters())
+    assert len(net.export(arch).blocks) == 3
+
+
+def train_tiny_supernet(steps: int = 150):
+    space = load_space("tiny")
+    data = load_dataset("digits", val_size=300, seed=0)
+    torch.manual_seed(0)
+    net = MBConvSupernet(space)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    loader = BatchLoader(data, batch_size=64, seed=0)
+    rng = np.random.default_rng(0)
+    step = 0
+    while step < steps:
+        for x, y in loader.epoch(step):
+            opt.zero_grad()
+            for arch in (space.largest(), space.sample(rng), space.smallest()):
+                net.set_arch(arch)
+                F.cross_entropy(net(x), y).backward()
+            opt.step()
+            step += 1
+            if step >= steps:
+                break
+    return space, data, net
+
+
+def accuracy(model, data) -> float:
+    model.eval()
+    loader = BatchLoader(data, "val", 300, shuffle=False, augment=False, drop_last=False)
+    with torch.no_grad():
+        x, y = next(loader.epoch(0))
+        return float((model(x).argmax(1) == y).float().mean() * 100)
+
+
+def calib_batches(data, n=4):
+    loader = BatchLoader(data, "train", 128, shuffle=True, augment=False, seed=1)
+    return [x for x, _ in list(loader.epoch(0))[:n]]
+
+
+def test_bn_calibration_restores_accuracy_after_garbage_statistics():
+    space, data, net = train_tiny_supernet()
+    model = net.export(space.smallest())
+    calibrate_bn(model, calib_batches(data), 4)
+    good = accuracy(model, data)
+    assert good > 70
+    for m in model.modules():  # spoil the statistics, keep the trained affine weights
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.normal_(0, 3)
+            m.running_var.uniform_(20, 50)
+    spoiled = accuracy(model, data)
+    calibrate_bn(model, calib_batches(data), 4)
+    assert spoiled < good - 30
+    assert accuracy(model, data) == pytest.approx(good, abs=1.0)
+    assert model.training is False  # calibration restores the mode it found
+
+
+def test_calibrating_one_subnet_leaves_the_shared_state_alone():
+    space, data, net = train_tiny_supernet(40)
+    other = space.largest()
+    net.eval()
+    net.set_arch(other)
+    x = calib_batches(data, 1)[0]
+    with torch.no_grad():
+        before = net(x).clone()
+    buffers = {k: v.clone() for k, v in net.named_buffers()}
+    with calibrated_subnet(net, space.smallest(), calib_batches(data), 4) as sub:
+        assert sub.active_arch == space.smallest()
+    for k, v in net.named_buffers():
+        assert torch.equal(v, buffers[k]), k
+    assert net.active_arch == other
+    with torch.no_grad():
+        assert torch.equal(net(x), before)
