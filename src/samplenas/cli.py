@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "samplenas.commands.train",
     "samplenas.commands.search",
     "samplenas.commands.export",
+    "samplenas.commands.predictor",
 )
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 import yaml
 
 from samplenas.data import BatchLoader, DataSplits
+from samplenas.data.datasets import Split
 from samplenas.errors import UserError
 from samplenas.space import Arch, MBConvSpace, load_space
 from samplenas.train.checkpoint import CHECKPOINT, load_checkpoint
@@ -40,9 +41,14 @@ class Run:
         )
         return calibration_batches(loader, num_batches or c.batches)
 
-    def eval_loader(self, split: str) -> BatchLoader:
+    def eval_loader(self, split: str, limit: int | None = None) -> BatchLoader:
+        """Batches of a split in a fixed order; ``limit`` keeps only its first images."""
+        data = self.data
+        if limit:
+            part = data.split(split)
+            data = replace(data, **{split: Split(part.images[:limit], part.labels[:limit])})
         return BatchLoader(
-            self.data,
+            data,
             split,
             500,
             shuffle=False,
