@@ -1,54 +1,113 @@
-"""``samplenas demo``: the main job on the embedded default, for a first look.
+"""``samplenas demo``: the main job on the embedded default, end to end.
 
-Until the supernet trainer lands, this shows the Foundation: the shipped spaces and
-FLOPs-conditioned sampling across the `attentive-fashion` FLOPs range.
+Fashion-MNIST, the ``attentive-fashion`` space, BestUp-3 (loss) supernet training,
+evolutionary search on the search-validation split, the Pareto front measured on the
+held-out test set, a plot and exported models. Every stage resumes if interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from pathlib import Path
 
-import numpy as np
+CONFIG = Path(__file__).resolve().parents[3] / "configs" / "demo.yaml"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="run the main job on the embedded default")
-    p.add_argument("--space", default="attentive-fashion")
-    p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("demo", help="run the main job on the embedded default (~10 min on CPU)")
+    p.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
+    p.add_argument("--config", default=str(CONFIG), help="training recipe")
+    p.add_argument("--data-dir", help="folder holding Fashion-MNIST's IDX files")
+    p.add_argument("--population", type=int, default=24)
+    p.add_argument("--iterations", type=int, default=4)
+    p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_demo)
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from samplenas.commands.spaces import cmd_spaces
-    from samplenas.samplers import FlopsConditionedSampler
-    from samplenas.space import load_space
+def _say(text: str) -> None:
+    print(f"\n== {text}", flush=True)
 
-    cmd_spaces(argparse.Namespace(json=False))
-    space = load_space(args.space)
-    t = time.perf_counter()
-    sampler = FlopsConditionedSampler(space, seed=args.seed)
-    print(
-        f"\nFLOPs prior for '{space.name}': {sampler.prior.n_buckets} buckets of "
-        f"{sampler.prior.step:g} MFLOPs (built or loaded in {time.perf_counter() - t:.1f} s)"
-    )
-    lo, hi = sampler.prior.min_mflops, sampler.prior.max_mflops
-    print(f"{'target':>8} {'MFLOPs':>8} {'params M':>9} {'trials':>6}  architecture")
-    for target in np.linspace(lo, hi, 6):
-        fixed = FlopsConditionedSampler(
-            space, seed=args.seed, prior=sampler.prior, target_mflops=float(target)
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from samplenas.cli import main
+
+    out = Path(args.out)
+    data = ["--data-dir", args.data_dir] if args.data_dir else []
+    quiet = ["--no-progress"] if args.no_progress else []
+    start = time.perf_counter()
+    if (out / "run.json").is_file():
+        _say(f"stage 1: supernet already trained in {out}")
+    else:
+        resume = (out / "checkpoint.pt").is_file()
+        _say(
+            "stage 1: training the supernet (sandwich rule, in-place distillation, "
+            "BestUp-3 loss-based attentive sampling)" + (" — resuming" if resume else "")
         )
-        arch = fixed.ask(1)[0]
-        cost = space.cost(arch)
-        trials = int(fixed.last_trials[0])
+        argv = (
+            ["train", "--resume", str(out)]
+            if resume
+            else ["train", "--config", args.config, "--out", str(out)]
+        )
+        code = main(argv + data + quiet)
+        if code:
+            return code
+    t_train = time.perf_counter() - start
+    _say(
+        "stage 2: evolutionary search (fitness: top-1 on the search-validation split after "
+        "BN calibration)"
+    )
+    half = max(args.population // 2, 1)
+    code = main(
+        [
+            "search",
+            "--run",
+            str(out),
+            "--population",
+            str(args.population),
+            "--mutations",
+            str(half),
+            "--crossovers",
+            str(half),
+            "--iterations",
+            str(args.iterations),
+            "--val-images",
+            "2000",
+            *data,
+            *quiet,
+        ]
+    )
+    if code:
+        return code
+    front = json.loads((out / "search" / "pareto.json").read_text())["front"]
+    picks = sorted({0, len(front) // 2, len(front) - 1})
+    _say(f"exporting Pareto members {picks} (smallest, middle, most accurate)")
+    for i in picks:
+        code = main(
+            [
+                "export",
+                "--run",
+                str(out),
+                "--arch",
+                str(i),
+                "--out",
+                str(out / "models" / f"pareto-{i}"),
+                *data,
+            ]
+        )
+        if code:
+            return code
+    total = time.perf_counter() - start
+    _say("Pareto front of one supernet, no retraining (test = held-out Fashion-MNIST test set)")
+    print(f"{'id':>3} {'MFLOPs':>8} {'params (M)':>10} {'val top-1':>10} {'test top-1':>11}")
+    for m in front:
         print(
-            f"{target:8.2f} {cost.mflops:8.2f} {cost.params_m:9.3f} {trials:6d}"
-            f"  {arch.to_json_str()}"
+            f"{m['id']:3d} {m['mflops']:8.2f} {m['params_m']:10.3f} {m['val_top1']:10.2f} "
+            f"{m['test_top1']:11.2f}"
         )
-    archs = sampler.ask(10_000)
-    mean_mflops = np.mean([space.mflops(a) for a in archs])
-    print(
-        f"\n10,000 samples with τ ~ π(τ): {sampler.mean_trials():.2f} rejection trials each "
-        f"on average; mean {mean_mflops:.2f} MFLOPs"
-    )
+    print(f"\nplot:    {out / 'search' / 'pareto.png'}")
+    print(f"front:   {out / 'search' / 'pareto.json'}")
+    print(f"models:  {out / 'models'} (torch.export .pt2, TorchScript, state dict, arch JSON)")
+    print(f"time:    {t_train / 60:.1f} min training, {total / 60:.1f} min in all")
     return 0

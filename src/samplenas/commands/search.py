@@ -26,6 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--iterations", type=int, default=6, help="iterations I (paper 20)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--calib-batches", type=int, help="BN calibration batches (default: recipe's)")
+    p.add_argument("--val-images", type=int, help="score on the first N validation images only")
     p.add_argument("--data-dir", help="folder holding the dataset files")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -61,7 +62,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     calib = run.calibration(args.calib_batches)
-    val = run.eval_loader("val")
+    val = run.eval_loader("val", args.val_images)
     cl = run.cfg.train.channels_last
 
     def evaluate(arch):

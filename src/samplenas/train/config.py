@@ -26,6 +26,7 @@ class DataConfig:
     image_size: int = 32  # folder datasets only
     grayscale: bool = False  # folder datasets only
     augment: bool = True
+    train_subset: int | None = None  # train on the first N training images (quick runs)
 
 
 @dataclass

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from samplenas.data import BatchLoader, DataSplits, load_dataset
+from samplenas.data.datasets import Split
 from samplenas.errors import UserError
 from samplenas.io import atomic_write_json, atomic_write_text
 from samplenas.samplers import Sampler, make_sampler
@@ -51,7 +52,11 @@ def soft_cross_entropy(logits: torch.Tensor, target_probs: torch.Tensor) -> torc
 
 def load_run_data(cfg: RunConfig) -> DataSplits:
     d = cfg.data
-    return load_dataset(d.dataset, d.data_dir, d.val_size, cfg.seed, d.image_size, d.grayscale)
+    data = load_dataset(d.dataset, d.data_dir, d.val_size, cfg.seed, d.image_size, d.grayscale)
+    if d.train_subset:
+        keep = d.train_subset
+        data.train = Split(data.train.images[:keep], data.train.labels[:keep])
+    return data
 
 
 def check_space_fits_data(space: MBConvSpace, data: DataSplits) -> None:
