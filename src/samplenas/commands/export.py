@@ -69,7 +69,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         },
     )
     torch.save(model.state_dict(), out / "state_dict.pt")
-    program = torch.export.export(model, (example,))
+    batch = torch.export.Dim("batch", min=1, max=1 << 16)
+    program = torch.export.export(model, (example,), dynamic_shapes={"x": {0: batch}})
     torch.export.save(program, out / "model.pt2")
     files["torch_export"] = str(out / "model.pt2")
     with warnings.catch_warnings():

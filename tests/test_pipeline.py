@@ -1,0 +1,124 @@
+"""Stage 2 on a tiny trained run: predictor fit, resumable search, Pareto front, export."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from samplenas.cli import main
+from samplenas.predictors import RandomForestPredictor, kendall_tau, load_predictor
+from samplenas.supernet import calibrate_bn
+from samplenas.train.runs import load_run
+
+TINY = str(Path(__file__).parent.parent / "configs" / "tiny.yaml")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("pipeline") / "tiny"
+    assert main(["train", "--config", TINY, "--out", str(out), "--no-progress"]) == 0
+    return out
+
+
+def search(run_dir: Path, capsys, *extra: str) -> dict:
+    capsys.readouterr()
+    argv = [
+        "search",
+        "--run",
+        str(run_dir),
+        "--population",
+        "12",
+        "--mutations",
+        "6",
+        "--crossovers",
+        "6",
+        "--iterations",
+        "2",
+        "--no-progress",
+        "--json",
+        *extra,
+    ]
+    assert main(argv) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_search_is_resumable_and_reports_a_tested_front(run_dir, capsys):
+    partial = search(run_dir, capsys, "--budget", "10")
+    assert partial["evaluations"] == 10 and partial["new_evaluations"] == 10
+    full = search(run_dir, capsys)
+    assert full["evaluations"] == 12 + 2 * 12
+    assert full["new_evaluations"] == full["evaluations"] - 10  # nothing measured twice
+    again = search(run_dir, capsys)
+    assert again["new_evaluations"] == 0 and again["front"] == full["front"]
+    front = full["front"]
+    mflops = [m["mflops"] for m in front]
+    val = [m["val_top1"] for m in front]
+    assert mflops == sorted(mflops) and val == sorted(val) and len(set(val)) == len(val)
+    assert all(0 <= m["test_top1"] <= 100 for m in front)
+    assert (run_dir / "search" / "pareto.png").stat().st_size > 1000
+    lines = (run_dir / "search" / "archive.jsonl").read_text().splitlines()
+    assert len(lines) == full["evaluations"]
+
+
+def test_search_flops_bounds_and_bad_range(run_dir, capsys):
+    space_min = 0.05
+    res = search(run_dir, capsys, "--mflops-range", str(space_min), "0.12", "--seed", "3")
+    assert all(space_min <= m["mflops"] <= 0.12 for m in res["front"])
+    assert main(["search", "--run", str(run_dir), "--mflops-range", "50", "60"]) == 2
+    assert "does not meet the space's range" in capsys.readouterr().err
+
+
+def test_export_round_trip(run_dir, tmp_path, capsys):
+    search(run_dir, capsys)
+    out = tmp_path / "model"
+    assert main(["export", "--run", str(run_dir), "--arch", "0", "--out", str(out), "--json"]) == 0
+    files = json.loads(capsys.readouterr().out)["files"]
+    run = load_run(run_dir)
+    arch = run.space.validate(json.loads((out / "arch.json").read_text())["arch"])
+    reference = run.supernet.export(arch)
+    calib = run.calibration()
+    calibrate_bn(reference, iter(calib), len(calib))
+    reference.eval()
+    x = torch.randn(5, 1, 8, 8)
+    expected = reference(x)
+    program = torch.export.load(files["torch_export"]).module()
+    assert torch.allclose(program(x), expected, atol=1e-5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scripted = torch.jit.load(files["torchscript"])
+    assert torch.allclose(scripted(x), expected, atol=1e-5)
+    assert main(["export", "--run", str(run_dir), "--arch", "99", "--out", str(out)]) == 2
+    assert "Pareto id 99 does not exist" in capsys.readouterr().err
+
+
+def test_predictor_fit_reports_kendall_tau(run_dir, capsys):
+    capsys.readouterr()
+    argv = ["predictor", "fit", "--run", str(run_dir), "--n", "40", "--no-progress", "--json"]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["n"] == 40 and -1 <= result["kendall_tau"] <= 1
+    dataset = json.loads(Path(result["dataset"]).read_text())
+    assert len(dataset) == 40 and {"arch", "val_top1", "mflops"} <= set(dataset[0])
+    predictor = load_predictor(result["predictor"])
+    archs = [predictor.space.validate(d["arch"]) for d in dataset]
+    assert predictor.predict(archs).shape == (40,)
+    assert main(argv) == 0  # a second fit re-evaluates nothing
+    assert (run_dir / "predictor" / "dataset.jsonl").read_text().count("\n") == 40
+
+
+def test_kendall_tau_and_forest_on_a_known_function():
+    assert kendall_tau([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert kendall_tau([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert kendall_tau([1, 2, 3], [1, 3, 2]) == pytest.approx(1 / 3)
+    from samplenas import load_space
+
+    space = load_space("attentive-fashion")
+    archs = space.sample_many(np.random.default_rng(0), 600)
+    y = np.array([space.mflops(a) for a in archs])  # a learnable smooth target
+    forest = RandomForestPredictor(space).fit(archs[:300], y[:300])
+    assert forest.score(archs[300:], y[300:]) > 0.7
