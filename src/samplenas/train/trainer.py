@@ -146,6 +146,8 @@ class Trainer:
         self.epoch = 0
         self.batch_in_epoch = 0
         self.history: list[dict[str, Any]] = []
+        self.train_seconds = 0.0  # wall time of training so far, across resumes
+        self._clock = time.perf_counter()
         self.writer = None
         if resume:
             self._resume()
@@ -168,8 +170,12 @@ class Trainer:
             "loader": self.loader.state_dict(),
             "rng": capture_rng(),
             "history": json.dumps(self.history),
+            "train_seconds": self._elapsed(),
             "config": json.dumps(self.cfg.to_dict()),
         }
+
+    def _elapsed(self) -> float:
+        return self.train_seconds + time.perf_counter() - self._clock
 
     def save(self) -> None:
         if self.dist.is_main:
@@ -189,6 +195,8 @@ class Trainer:
         self.step, self.epoch = int(state["step"]), int(state["epoch"])
         self.batch_in_epoch = int(state["batch_in_epoch"])
         self.history = json.loads(state["history"])
+        self.train_seconds = float(state.get("train_seconds", 0.0))
+        self._clock = time.perf_counter()
 
     def _open_tensorboard(self) -> None:
         try:
@@ -360,6 +368,7 @@ class Trainer:
             "steps": self.step,
             "epochs": self.epoch,
             "history": self.history,
+            "train_seconds": self._elapsed(),
         }
         if self.dist.is_main:
             atomic_write_json(self.out / "run.json", summary)

@@ -1,0 +1,47 @@
+"""How many BN-calibration batches a trained supernet needs before accuracy is stable.
+
+Run: python benchmarks/bn_calibration.py runs/fashion  ->  benchmarks/results/bn_calibration.json
+For the smallest, a median and the largest arch: validation top-1 after calibrating on
+1, 2, 4, 8, 16 and 20 batches of 256 search-validation images.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from samplenas.train.evaluate import evaluate_subnet
+from samplenas.train.runs import load_run
+
+OUT = Path(__file__).parent / "results" / "bn_calibration.json"
+
+
+def main() -> None:
+    run = load_run(sys.argv[1] if len(sys.argv) > 1 else "runs/fashion")
+    space = run.space
+    archs = space.sample_many(np.random.default_rng(0), 1001)
+    median = sorted(archs, key=space.mflops)[500]
+    val = run.eval_loader("val")
+    calib = run.calibration(20)
+    result: dict = {"run": str(run.path), "batch_size": 256, "archs": {}}
+    for label, arch in (
+        ("smallest", space.smallest()),
+        ("median", median),
+        ("largest", space.largest()),
+    ):
+        rows = {}
+        for n in (1, 2, 4, 8, 16, 20):
+            rows[n] = evaluate_subnet(
+                run.supernet, arch, calib[:n], val, run.cfg.train.channels_last
+            )["top1"]
+            print(label, n, rows[n], flush=True)
+        result["archs"][label] = {"mflops": space.mflops(arch), "val_top1": rows}
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""Cost of weight sharing: a training step inside the supernet vs the same static model.
+
+Run: python benchmarks/supernet_overhead.py  ->  benchmarks/results/supernet_overhead.json
+For the smallest, a median-FLOPs and the largest arch of `attentive` (batch 8, 224x224x3)
+and `attentive-fashion` (batch 128, 28x28x1): forward + backward + SGD step, channels-last,
+2 threads; supernet and exported model timed alternately (ABAB...) and the medians compared.
+Also images/s of one full sandwich step and the peak resident memory.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from samplenas.space import load_space
+from samplenas.supernet import MBConvSupernet
+
+OUT = Path(__file__).parent / "results" / "supernet_overhead.json"
+
+
+def step_time(model, x, y, opt, before=None) -> float:
+    if before:
+        before()
+    t = time.perf_counter()
+    opt.zero_grad(set_to_none=True)
+    F.cross_entropy(model(x), y).backward()
+    opt.step()
+    return time.perf_counter() - t
+
+
+def median_arch(space, rng):
+    archs = space.sample_many(rng, 2001)
+    flops = [space.mflops(a) for a in archs]
+    return archs[int(np.argsort(flops)[len(flops) // 2])]
+
+
+def compare(space, arch, batch: int, size: int, repeats: int) -> dict:
+    supernet = MBConvSupernet(space).to(memory_format=torch.channels_last)
+    supernet.set_arch(arch)
+    static = supernet.export(arch).to(memory_format=torch.channels_last)
+    x = torch.randn(batch, space.config.in_channels, size, size).contiguous(
+        memory_format=torch.channels_last
+    )
+    y = torch.randint(0, space.config.num_classes, (batch,))
+    opt_s = torch.optim.SGD(supernet.parameters(), lr=1e-4, momentum=0.9)
+    opt_m = torch.optim.SGD(static.parameters(), lr=1e-4, momentum=0.9)
+    for _ in range(3):  # warm-up
+        step_time(supernet, x, y, opt_s)
+        step_time(static, x, y, opt_m)
+    sup, sta = [], []
+    for _ in range(repeats):
+        sup.append(step_time(supernet, x, y, opt_s, lambda: supernet.set_arch(arch)))
+        sta.append(step_time(static, x, y, opt_m))
+    s, m = statistics.median(sup), statistics.median(sta)
+    return {
+        "mflops": space.mflops(arch),
+        "supernet_ms": 1000 * s,
+        "static_ms": 1000 * m,
+        "ratio": s / m,
+    }
+
+
+def sandwich_rate(space, batch: int = 128, steps: int = 10) -> float:
+    net = MBConvSupernet(space).to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(net.parameters(), lr=1e-4, momentum=0.9)
+    x = torch.randn(batch, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (batch,))
+    rng = np.random.default_rng(0)
+    times = []
+    for i in range(steps + 2):
+        t = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        for arch in (space.largest(), space.sample(rng), space.sample(rng), space.smallest()):
+            net.set_arch(arch)
+            F.cross_entropy(net(x), y).backward()
+        opt.step()
+        if i >= 2:
+            times.append(time.perf_counter() - t)
+    return batch / statistics.median(times)
+
+
+def main() -> None:
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    which = sys.argv[1:] or ["attentive-fashion", "attentive"]
+    result: dict = {"threads": 2, "memory_format": "channels_last", "spaces": {}}
+    settings = {"attentive-fashion": (128, 28, 15), "attentive": (8, 224, 5)}
+    for name in which:
+        space = load_space(name)
+        batch, size, repeats = settings[name]
+        rng = np.random.default_rng(0)
+        rows = {}
+        for label, arch in (
+            ("smallest", space.smallest()),
+            ("median", median_arch(space, rng)),
+            ("largest", space.largest()),
+        ):
+            rows[label] = compare(space, arch, batch, size, repeats)
+            print(name, label, json.dumps(rows[label]), flush=True)
+        result["spaces"][name] = {"batch": batch, "input": size, "archs": rows}
+    if "attentive-fashion" in which:
+        result["sandwich_images_per_second_fashion"] = sandwich_rate(
+            load_space("attentive-fashion")
+        )
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
