@@ -150,8 +150,11 @@ class ParetoPoolSampler(Sampler):
         pool_rng = np.random.default_rng(seed)
         for start in range(0, pool_size, chunk):
             idx = space.sample_indices(pool_rng, min(chunk, pool_size - start))
-            archs = [space.arch_from_indices(r) for r in idx]
-            pred = sign * np.asarray(predictor.predict(archs), dtype=float)
+            if hasattr(predictor, "predict_indices"):  # no Arch objects for a million rows
+                raw = predictor.predict_indices(idx)
+            else:
+                raw = predictor.predict([space.arch_from_indices(r) for r in idx])
+            pred = sign * np.asarray(raw, dtype=float)
             buckets = prior.bucket_of(space.cost_indices(idx)[0])
             for b in np.unique(buckets):
                 rows = np.flatnonzero(buckets == b)
