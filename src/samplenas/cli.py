@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "samplenas.commands.search",
     "samplenas.commands.export",
     "samplenas.commands.predictor",
+    "samplenas.commands.bench",
 )
 
 

@@ -3,7 +3,7 @@
 from samplenas.space.arch import Arch
 from samplenas.space.base import Cost, Gene, GeneSpace, SearchSpace
 from samplenas.space.mbconv import MBConvConfig, MBConvSpace
-from samplenas.space.registry import list_spaces, load_space, register_kind
+from samplenas.space.registry import list_spaces, load_space, register_kind, register_space
 
 __all__ = [
     "Arch",
@@ -16,4 +16,5 @@ __all__ = [
     "list_spaces",
     "load_space",
     "register_kind",
+    "register_space",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from samplenas.space.mbconv import MBConvConfig, MBConvSpace
 
 SPACES_DIR = Path(__file__).parent / "spaces"
 _KINDS = {"mbconv": lambda cfg, name: MBConvSpace(MBConvConfig.from_dict(cfg, name))}
+_BUILTIN: dict[str, Callable[[], SearchSpace]] = {}  # spaces defined in code (cell spaces)
 
 
 def register_kind(kind: str, factory) -> None:
@@ -20,9 +22,19 @@ def register_kind(kind: str, factory) -> None:
     _KINDS[kind] = factory
 
 
+def register_space(name: str, factory: Callable[[], SearchSpace]) -> None:
+    """Ship a space defined in code (e.g. a tabular benchmark's cell space) under ``name``."""
+    _BUILTIN[name] = factory
+
+
 def list_spaces() -> list[str]:
     """Names of the spaces that ship with samplenas."""
-    return sorted(p.stem for p in SPACES_DIR.glob("*.yaml"))
+    _register_builtin()
+    return sorted({p.stem for p in SPACES_DIR.glob("*.yaml")} | set(_BUILTIN))
+
+
+def _register_builtin() -> None:
+    import samplenas.space.cells  # noqa: F401  (registers the cell spaces)
 
 
 def load_space(name_or_path: str | Path) -> SearchSpace:
@@ -32,6 +44,9 @@ def load_space(name_or_path: str | Path) -> SearchSpace:
 
 @lru_cache(maxsize=32)
 def _load(name_or_path: str) -> SearchSpace:
+    _register_builtin()
+    if name_or_path in _BUILTIN:
+        return _BUILTIN[name_or_path]()
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.is_file():

@@ -1,0 +1,166 @@
+"""Tabular benchmarks: every architecture of a space with its measured metrics.
+
+An Evaluator answers a search strategy's queries by lookup. Strategies only ever get
+``Evaluator.query`` (validation accuracy, counted against the budget); the test accuracy
+is read by the harness for reporting through ``Evaluator.test``, never by a strategy.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from samplenas.errors import UserError
+from samplenas.space import Arch, SearchSpace, load_space
+
+NB_GRAPH_DATASETS = (
+    "cora",
+    "citeseer",
+    "pubmed",
+    "cs",
+    "physics",
+    "photo",
+    "computers",
+    "arxiv",
+    "proteins",
+)
+
+
+@dataclass
+class Table:
+    """Canonical architectures of ``space`` -> metrics (``valid``, ``test``, costs...)."""
+
+    name: str
+    space: SearchSpace
+    rows: dict[Arch, dict[str, float]]
+    archs: list[Arch] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.archs = list(self.rows)
+        self.valid = np.array([self.rows[a]["valid"] for a in self.archs])
+        self.test = np.array([self.rows[a]["test"] for a in self.archs])
+        self.index = {a: i for i, a in enumerate(self.archs)}
+
+    def cost(self, key: str) -> np.ndarray:
+        if any(key not in r for r in self.rows.values()):
+            raise UserError(f"benchmark '{self.name}' has no '{key}' for every architecture")
+        return np.array([self.rows[a][key] for a in self.archs])
+
+
+class BudgetExhausted(RuntimeError):
+    """A strategy asked for more queries than its budget."""
+
+
+class Evaluator:
+    """Validation-accuracy lookups, counted; the budget is enforced here."""
+
+    def __init__(self, table: Table, budget: int | None = None) -> None:
+        self.table = table
+        self.budget = budget
+        self.queries = 0
+        self.history: list[Arch] = []
+
+    def query(self, arch: Arch) -> float:
+        """Validation accuracy of ``arch`` (canonicalised); one query of the budget."""
+        if self.budget is not None and self.queries >= self.budget:
+            raise BudgetExhausted(f"budget of {self.budget} queries used up")
+        arch = self.table.space.validate(arch)
+        i = self.table.index.get(arch)
+        if i is None:
+            raise UserError(
+                f"architecture {arch.to_json()} is not in benchmark '{self.table.name}'"
+            )
+        self.queries += 1
+        self.history.append(arch)
+        return float(self.table.valid[i])
+
+    def test(self, arch: Arch) -> float:
+        """Test accuracy, for reports only (strategies are never given this method)."""
+        return float(self.table.test[self.table.index[self.table.space.validate(arch)]])
+
+
+def load_nas_bench_graph(dataset: str) -> Table:
+    if dataset not in NB_GRAPH_DATASETS:
+        raise UserError(
+            f"unknown NAS-Bench-Graph dataset '{dataset}'; choose one of {list(NB_GRAPH_DATASETS)}"
+        )
+    try:
+        from nas_bench_graph import light_read
+    except ImportError as exc:
+        raise UserError("NAS-Bench-Graph needs its package: pip install nas-bench-graph") from exc
+    space = load_space("nas-bench-graph-proteins" if dataset == "proteins" else "nas-bench-graph")
+    bench = light_read(dataset)  # the package's own tables, shipped inside it
+    rows = {}
+    for arch in space.archs:
+        m = bench[space.key(arch)]
+        rows[arch] = {
+            "valid": float(m["valid_perf"]),
+            "test": float(m["perf"]),
+            "latency": float(m["latency"]),
+            "params": float(m["para"]),
+        }
+    return Table(f"nas-bench-graph:{dataset}", space, rows)
+
+
+def load_table_file(path: str | Path, space_name: str | None = None) -> Table:
+    """A user's table: JSON ``{"space": NAME, "rows": [{"arch": {...}, "valid": .., "test": ..}]}``
+    or a list of rows, or CSV with an ``arch`` column holding JSON; ``space_name`` if absent."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise UserError(f"cannot read benchmark table '{path}': {exc.strerror or exc}") from exc
+    if path.suffix.lower() == ".csv":
+        raw_rows: list[dict[str, Any]] = []
+        for row in csv.DictReader(text.splitlines()):
+            try:
+                raw_rows.append({**row, "arch": json.loads(row["arch"])})
+            except (KeyError, json.JSONDecodeError) as exc:
+                raise UserError(f"'{path}' needs an 'arch' column of JSON objects") from exc
+        declared = None
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"benchmark table '{path}' is not valid JSON ({exc.msg})") from exc
+        declared = data.get("space") if isinstance(data, dict) else None
+        raw_rows = data.get("rows", []) if isinstance(data, dict) else data
+    name = space_name or declared
+    if not name:
+        raise UserError(f"benchmark table '{path}' does not name its space; pass --space")
+    space = load_space(name)
+    rows: dict[Arch, dict[str, float]] = {}
+    for i, row in enumerate(raw_rows):
+        if (
+            not isinstance(row, dict)
+            or "arch" not in row
+            or "valid" not in row
+            or "test" not in row
+        ):
+            raise UserError(f"row {i} of '{path}' needs 'arch', 'valid' and 'test'")
+        arch = space.validate(row["arch"])
+        try:
+            rows[arch] = {k: float(v) for k, v in row.items() if k != "arch"}
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"row {i} of '{path}' has a non-numeric metric") from exc
+    if len(rows) < 2:
+        raise UserError(f"benchmark table '{path}' holds fewer than two architectures")
+    return Table(f"table:{path.name}", space, rows)
+
+
+def load_benchmark(spec: str, space: str | None = None) -> Table:
+    """``nas-bench-graph:DATASET`` or ``table:PATH`` (CSV/JSON of arch + metrics)."""
+    kind, _, arg = spec.partition(":")
+    if kind == "nas-bench-graph" and arg:
+        return load_nas_bench_graph(arg)
+    if kind == "table" and arg:
+        return load_table_file(arg, space)
+    raise UserError(
+        f"unknown benchmark '{spec}'; use nas-bench-graph:DATASET "
+        f"({', '.join(NB_GRAPH_DATASETS)}) or table:PATH"
+    )

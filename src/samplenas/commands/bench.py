@@ -1,0 +1,74 @@
+"""``samplenas bench``: compare search strategies on a tabular benchmark."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from samplenas.errors import UserError
+from samplenas.io import atomic_write_json, print_json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="compare search strategies on a tabular benchmark")
+    p.add_argument(
+        "--benchmark",
+        required=True,
+        help="nas-bench-graph:DATASET (cora, citeseer, ...) or table:PATH",
+    )
+    p.add_argument("--space", help="space of a table:PATH file that does not name one")
+    p.add_argument(
+        "--strategies",
+        default="random,re,npred",
+        help="comma-separated: random, re, npred, npred-2stage, npred-rf, npred-mlp",
+    )
+    p.add_argument("--budget", type=int, default=300, help="queries per run")
+    p.add_argument("--runs", type=int, default=100, help="independent runs per strategy")
+    p.add_argument("--npred-n", type=int, default=50, help="Neural Predictor training queries N")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, help="processes (default: all cores)")
+    p.add_argument("--out", help="folder for bench.json and bench.png")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from samplenas.bench.harness import compare, plot_curves
+
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    if not strategies:
+        raise UserError("--strategies names no strategy")
+    uses_npred = any(s.startswith("npred") for s in strategies)
+    if uses_npred and (args.npred_n < 2 or args.npred_n >= args.budget):
+        raise UserError("--npred-n must be at least 2 and below --budget")
+    result = compare(
+        args.benchmark,
+        strategies,
+        args.budget,
+        args.runs,
+        args.seed,
+        args.workers,
+        args.space,
+        args.npred_n,
+    )
+    if args.out:
+        out = Path(args.out)
+        atomic_write_json(out / "bench.json", result)
+        plot_curves(result, out / "bench.png")
+    if args.json:
+        print_json(result)
+        return 0
+    marks = [q for q in (10, 50, 100, 200, 300, 500) if q <= args.budget] or [args.budget]
+    print(
+        f"{args.benchmark}: {args.runs} runs x {args.budget} queries "
+        f"({result['wall_seconds']:.1f} s); best validation (test) accuracy, mean ± std"
+    )
+    print(f"{'strategy':<14}" + "".join(f"{f'q={q}':>26}" for q in marks))
+    for name, c in result["strategies"].items():
+        cells = [
+            f"{c['valid_mean'][q - 1]:.4f}±{c['valid_std'][q - 1]:.4f} "
+            f"({c['test_mean'][q - 1]:.4f})"
+            for q in marks
+        ]
+        print(f"{name:<14}" + "".join(f"{cell:>26}" for cell in cells))
+    return 0

@@ -1,0 +1,175 @@
+"""Query-budgeted search strategies for tabular benchmarks, as ask/tell samplers.
+
+All three see only what ``tell`` gives them (validation accuracy of what they asked for):
+random search without replacement, regularized evolution (Real et al.; the NAS-Bench-101
+paper's baseline) and the Neural Predictor (Wen et al.): N random queries, fit a
+predictor, rank every unseen architecture, query the top K in order.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from samplenas.samplers.base import Sampler
+from samplenas.space import Arch, SearchSpace
+
+
+class RandomSearch(Sampler):
+    """Uniform over the architectures not asked for yet."""
+
+    name = "random"
+
+    def __init__(
+        self, space: SearchSpace, seed: int | None = 0, candidates: Sequence[Arch] | None = None
+    ) -> None:
+        super().__init__(space, seed)
+        self.candidates = list(candidates) if candidates is not None else None
+        self.seen: set[Arch] = set()
+        if self.candidates is not None:
+            self._order = self.rng.permutation(len(self.candidates))
+            self._pos = 0
+
+    def ask(self, n: int = 1) -> list[Arch]:
+        out: list[Arch] = []
+        while len(out) < n:
+            if self.candidates is not None:
+                if self._pos >= len(self._order):
+                    break
+                arch = self.candidates[self._order[self._pos]]
+                self._pos += 1
+            else:
+                arch = self.space.sample(self.rng)
+            if arch not in self.seen:
+                self.seen.add(arch)
+                out.append(arch)
+        return out
+
+
+class RegularizedEvolution(Sampler):
+    """Aging evolution: tournament of ``sample_size`` from a FIFO population, mutate the
+    winner, add the child, drop the oldest member."""
+
+    name = "re"
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        seed: int | None = 0,
+        population: int = 50,
+        sample_size: int = 10,
+        mutate_prob: float | None = None,
+        candidates: Sequence[Arch] | None = None,
+    ) -> None:
+        super().__init__(space, seed)
+        self.population_size, self.sample_size = population, sample_size
+        self.mutate_prob = mutate_prob
+        self.population: deque[tuple[Arch, float]] = deque()
+        # a table covering part of a space: children must stay among its architectures
+        self.allowed = set(candidates) if candidates is not None else None
+        self.init = RandomSearch(space, seed=int(self.rng.integers(2**31)), candidates=candidates)
+
+    def _mutate(self, parent: Arch) -> Arch:
+        genes = max(len(self.space.encode(parent)), 1)
+        prob = self.mutate_prob or 1.0 / genes
+        for _ in range(100):
+            child = self.space.mutate(parent, prob, self.rng)
+            if child != parent and (self.allowed is None or child in self.allowed):
+                return child
+        fallback = self.init.ask(1)  # no allowed neighbour: a fresh random architecture
+        return fallback[0] if fallback else parent
+
+    def ask(self, n: int = 1) -> list[Arch]:
+        out = []
+        for _ in range(n):
+            if len(self.population) + len(out) < self.population_size:
+                out += self.init.ask(1)
+                continue
+            members = list(self.population)
+            pick = self.rng.choice(
+                len(members), size=min(self.sample_size, len(members)), replace=False
+            )
+            parent = max((members[i] for i in pick), key=lambda m: m[1])[0]
+            out.append(self._mutate(parent))
+        return out
+
+    def tell(self, archs: Sequence[Arch], scores: Sequence[float]) -> None:
+        for a, s in zip(archs, scores, strict=True):
+            self.population.append((a, float(s)))
+            if len(self.population) > self.population_size:
+                self.population.popleft()
+
+
+class NeuralPredictorSearch(Sampler):
+    """Wen et al.: train on N random queries, then query the top-K predicted, best first."""
+
+    name = "npred"
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        seed: int | None = 0,
+        n_train: int = 50,
+        predictor_factory: Callable[[int], Any] | None = None,
+        candidates: Sequence[Arch] | None = None,
+        pool: int = 100_000,
+    ) -> None:
+        super().__init__(space, seed)
+        self.n_train = n_train
+        self.predictor_factory = predictor_factory or _default_gcn(space)
+        self.random = RandomSearch(space, seed=int(self.rng.integers(2**31)), candidates=candidates)
+        self.candidates = list(candidates) if candidates is not None else None
+        self.pool = pool
+        self.train_archs: list[Arch] = []
+        self.train_scores: list[float] = []
+        self.ranked: list[Arch] | None = None
+        self.asked: set[Arch] = set()
+
+    def _rank(self) -> None:
+        predictor = self.predictor_factory(int(self.rng.integers(2**31)))
+        predictor.fit(self.train_archs, self.train_scores)
+        cands = self.candidates
+        if cands is None:  # a large sample of the space when it cannot be enumerated
+            cands = list(dict.fromkeys(self.space.sample_many(self.rng, self.pool)))
+        cands = [a for a in cands if a not in self.asked]
+        pred = np.asarray(predictor.predict(cands), dtype=float)
+        order = np.argsort(-pred, kind="stable")
+        self.ranked = [cands[i] for i in order]
+        self.predictor = predictor
+
+    def ask(self, n: int = 1) -> list[Arch]:
+        out: list[Arch] = []
+        while len(out) < n:
+            if len(self.asked) < self.n_train:
+                take = min(n - len(out), self.n_train - len(self.asked))
+                batch = self.random.ask(take)
+            else:
+                if len(self.train_scores) < self.n_train:
+                    break  # waiting for the training queries' scores
+                if self.ranked is None:
+                    self._rank()
+                batch = self.ranked[: n - len(out)]
+                self.ranked = self.ranked[len(batch) :]
+            if not batch:
+                break
+            self.asked.update(batch)
+            out += batch
+        return out
+
+    def tell(self, archs: Sequence[Arch], scores: Sequence[float]) -> None:
+        for a, s in zip(archs, scores, strict=True):
+            if len(self.train_archs) < self.n_train:
+                self.train_archs.append(a)
+                self.train_scores.append(float(s))
+
+
+def _default_gcn(space: SearchSpace) -> Callable[[int], Any]:
+    def make(seed: int):
+        from samplenas.predictors.gcn import GCNPredictor
+
+        return GCNPredictor(space, seed=seed)
+
+    return make

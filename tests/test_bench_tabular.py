@@ -1,0 +1,276 @@
+"""Tabular benchmarks: NAS-Bench-Graph and NAS-Bench-101 spaces, lookups, strategies."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from samplenas import UserError, load_space
+from samplenas.bench import Evaluator, load_benchmark
+from samplenas.bench.harness import compare, run_once
+from samplenas.cli import main
+from samplenas.search.soft_pareto import soft_pareto
+from samplenas.search.strategies import NeuralPredictorSearch, RegularizedEvolution
+
+nbg = pytest.importorskip("nas_bench_graph")
+
+
+@pytest.fixture(scope="module")
+def cora():
+    return load_benchmark("nas-bench-graph:cora")
+
+
+def package_table(name: str) -> dict:
+    path = Path(nbg.__file__).parent / "light" / f"{name}.bench"
+    with open(path, "rb") as f:  # the package's own file, read the package's way
+        return pickle.load(f)
+
+
+@pytest.mark.parametrize(
+    "name, size", [("nas-bench-graph", 26_206), ("nas-bench-graph-proteins", 2_021)]
+)
+def test_space_has_the_package_number_of_distinct_architectures(name, size):
+    space = load_space(name)
+    assert space.size() == size == len(set(space.archs))
+
+
+def test_canonical_hash_merges_isomorphic_archs():
+    space = load_space("nas-bench-graph")
+    # two branches from the input, swapped: the same network
+    a = space.validate({"link": [0, 0, 1, 2], "ops": ["gcn", "gat", "sage", "gin"]})
+    b = space.validate({"link": [0, 0, 2, 1], "ops": ["gcn", "gat", "gin", "sage"]})
+    c = space.validate({"link": [0, 0, 1, 2], "ops": ["gat", "gcn", "gin", "sage"]})
+    assert a == b == c
+    assert space.validate({"link": [0, 0, 1, 2], "ops": ["gcn", "gat", "gin", "sage"]}) != a
+    with pytest.raises(UserError, match="only 'skip'"):
+        space.validate({"link": [0, 0, 0, 0], "ops": ["skip"] * 4})
+    with pytest.raises(UserError, match="ops must be 4 of"):
+        space.validate({"link": [0, 0, 0, 0], "ops": ["conv"] * 4})
+
+
+@pytest.mark.parametrize("dataset", ["cora", "proteins"])
+def test_lookups_match_the_package(dataset):
+    table = load_benchmark(f"nas-bench-graph:{dataset}")
+    raw = package_table(dataset)
+    assert len(table.archs) == len(raw)
+    rng = np.random.default_rng(0)
+    for i in rng.choice(len(table.archs), 50, replace=False):
+        arch = table.archs[i]
+        row = raw[table.space.key(arch)]
+        assert table.rows[arch]["valid"] == pytest.approx(row["valid_perf"])
+        assert table.rows[arch]["test"] == pytest.approx(row["perf"])
+        assert table.rows[arch]["latency"] == pytest.approx(row["latency"])
+
+
+def test_graph_encoding_includes_input_and_output(cora):
+    arch = cora.space.validate({"link": [0, 0, 1, 2], "ops": ["gcn", "gat", "sage", "gin"]})
+    feats, adj = cora.space.to_graph(arch)
+    assert feats.shape == (6, 11) and feats.sum(1).tolist() == [1] * 6
+    assert feats[0, 0] == 1 and feats[5, 1] == 1
+    # input feeds nodes 1 and 2; node 1 feeds 3, node 2 feeds 4; leaves 3, 4 feed the output
+    assert adj[0, 1] == adj[0, 2] == adj[1, 3] == adj[2, 4] == adj[3, 5] == adj[4, 5] == 1
+    assert adj.sum() == 6
+
+
+def test_mutation_and_crossover_stay_in_the_space(cora):
+    space, rng = cora.space, np.random.default_rng(1)
+    for _ in range(50):
+        a, b = space.sample(rng), space.sample(rng)
+        assert space.mutate(a, 0.4, rng) in cora.index
+        assert space.crossover(a, b, rng) in cora.index
+
+
+class SpyEvaluator(Evaluator):
+    def test(self, arch):  # noqa: D401 - the harness may read it, a strategy must not
+        self.test_reads = getattr(self, "test_reads", 0) + 1
+        return super().test(arch)
+
+
+@pytest.mark.parametrize("strategy", ["random", "re", "npred-rf"])
+def test_strategies_respect_the_budget_and_never_see_test_accuracy(cora, strategy, monkeypatch):
+    from samplenas.bench import harness
+
+    seen = []
+    monkeypatch.setattr(
+        harness, "Evaluator", lambda t, b: seen.append(SpyEvaluator(t, b)) or seen[-1]
+    )
+    valid, test = run_once(cora, strategy, seed=0, budget=60, npred_n=20)
+    ev = seen[0]
+    assert ev.queries == 60 and len(ev.history) == 60
+    assert np.all(np.diff(valid) >= 0) and np.isfinite(test).all()
+    assert ev.test_reads == 60  # the harness's own reporting, once per query
+    sampler = harness.make_strategy(strategy, cora, 0, 20)
+    assert not any(hasattr(sampler, n) for n in ("test", "evaluator", "table"))
+
+
+def test_random_search_never_repeats(cora):
+    valid, _ = run_once(cora, "random", seed=3, budget=200)
+    from samplenas.search.strategies import RandomSearch
+
+    rs = RandomSearch(cora.space, seed=3, candidates=cora.archs)
+    asked = rs.ask(500)
+    assert len(set(asked)) == 500
+
+
+def test_regularized_evolution_ages_out_the_oldest(cora):
+    re = RegularizedEvolution(cora.space, seed=0, population=10, sample_size=3)
+    ev = Evaluator(cora, budget=40)
+    for _ in range(40):
+        arch = re.ask(1)[0]
+        re.tell([arch], [ev.query(arch)])
+    assert len(re.population) == 10
+    assert [a for a, _ in re.population] == ev.history[-10:]
+    with pytest.raises(Exception, match="budget"):
+        ev.query(cora.archs[0])
+
+
+def test_neural_predictor_queries_n_then_top_k(cora):
+    class Oracle:  # predicts the true validation accuracy: top-K must then be the best
+        def fit(self, archs, y):
+            return self
+
+        def predict(self, archs):
+            return np.array([cora.rows[a]["valid"] for a in archs])
+
+    search = NeuralPredictorSearch(
+        cora.space,
+        seed=0,
+        n_train=10,
+        candidates=cora.archs,
+        predictor_factory=lambda seed: Oracle(),
+    )
+    ev = Evaluator(cora, budget=15)
+    for _ in range(15):
+        arch = search.ask(1)[0]
+        search.tell([arch], [ev.query(arch)])
+    top5 = sorted(set(cora.archs) - set(ev.history[:10]), key=lambda a: -cora.rows[a]["valid"])[:5]
+    assert ev.history[10:] == top5
+
+
+def test_soft_pareto_on_a_hand_made_list():
+    cost = [1, 2, 3, 4, 5, 6, 7]
+    pred = [0.50, 0.40, 0.60, 0.55, 0.45, 0.70, 0.65]
+    assert soft_pareto(cost, pred, j=1).tolist() == [0, 2, 5]  # the ordinary front
+    # J = 2: keep when above the lower of the last two kept
+    assert soft_pareto(cost, pred, j=2).tolist() == [0, 2, 3, 5, 6]
+
+
+def test_gcn_layer_math_on_a_three_node_graph():
+    from samplenas.predictors.gcn import GCNEnsemble, normalized_adjacency
+
+    adj = torch.tensor([[[0.0, 1, 1], [0, 0, 1], [0, 0, 0]]])
+    mask = torch.ones(1, 3)
+    fwd = normalized_adjacency(adj, mask)
+    assert torch.allclose(fwd[0], torch.tensor([[1 / 3, 1 / 3, 1 / 3], [0, 0.5, 0.5], [0, 0, 1]]))
+    bwd = normalized_adjacency(adj.transpose(1, 2), mask)
+    x = torch.eye(3).unsqueeze(0)
+    net = GCNEnsemble(1, 3, 2, layers=1, hidden=1)
+    with torch.no_grad():
+        net.w_fwd[0].copy_(torch.tensor([[[1.0, 0], [0, 1], [1, 1]]]))
+        net.w_bwd[0].copy_(torch.tensor([[[0.0, 1], [1, 0], [-1, 1]]]))
+    h = 0.5 * torch.relu(fwd[0] @ x[0] @ net.w_fwd[0][0]) + 0.5 * torch.relu(
+        bwd[0] @ x[0] @ net.w_bwd[0][0]
+    )
+    expected_first = 0.5 * torch.tensor([2 / 3, 2 / 3]) + 0.5 * torch.tensor([0.0, 1.0])
+    assert torch.allclose(h[0], expected_first)
+    out = net(x, fwd, bwd, mask)
+    assert out.shape == (1, 1) and 0.0 <= float(out) <= 1.0
+
+
+def test_two_stage_predictor_filters_low_architectures(cora):
+    from samplenas.predictors.gcn import TwoStagePredictor
+
+    rng = np.random.default_rng(0)
+    idx = rng.choice(len(cora.archs), 150, replace=False)
+    archs = [cora.archs[i] for i in idx]
+    y = cora.valid[idx]
+    two = TwoStagePredictor(cora.space, quantile=0.5, epochs=150, widths=(32,)).fit(archs, y)
+    pred = two.predict(archs)
+    kept = two.keep_mask(archs)
+    assert 0 < kept.sum() < len(archs)
+    assert pred[~kept].max() < pred[kept].min()  # filtered ones rank below every kept one
+    assert y[kept].mean() > y[~kept].mean()
+
+
+def test_generic_table_of_nas_bench_101_cells(tmp_path):
+    space = load_space("nas-bench-101")
+    rng = np.random.default_rng(0)
+    cells = list(dict.fromkeys(space.sample(rng) for _ in range(40)))
+    rows = [
+        {"arch": c.to_json(), "valid": 0.8 + 0.001 * i, "test": 0.79 + 0.001 * i}
+        for i, c in enumerate(cells)
+    ]
+    path = tmp_path / "nb101.json"
+    path.write_text(json.dumps({"space": "nas-bench-101", "rows": rows}))
+    table = load_benchmark(f"table:{path}")
+    assert len(table.archs) == len(cells)
+    result = compare(f"table:{path}", ["random", "re"], budget=15, runs=2, workers=1)
+    assert result["strategies"]["random"]["valid_mean"][-1] > 0.8
+    # an isomorphic relabelling of a cell is the same architecture
+    cell = {
+        "matrix": [[0, 1, 1, 0], [0, 0, 0, 1], [0, 0, 0, 1], [0, 0, 0, 0]],
+        "ops": ["input", "conv3x3-bn-relu", "maxpool3x3", "output"],
+    }
+    swapped = {
+        "matrix": cell["matrix"],
+        "ops": ["input", "maxpool3x3", "conv3x3-bn-relu", "output"],
+    }
+    assert space.validate(cell) == space.validate(swapped)
+    dangling = {
+        "matrix": [[0, 1, 0], [0, 0, 0], [0, 0, 0]],
+        "ops": ["input", "maxpool3x3", "output"],
+    }
+    with pytest.raises(UserError, match="not reachable"):
+        space.validate(dangling)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["bench", "--benchmark", "nas-bench-graph:mnist"],
+            "unknown NAS-Bench-Graph dataset 'mnist'",
+        ),
+        (["bench", "--benchmark", "nasbench"], "unknown benchmark 'nasbench'"),
+        (["bench", "--benchmark", "table:/no/such.json"], "cannot read benchmark table"),
+        (
+            ["bench", "--benchmark", "nas-bench-graph:cora", "--strategies", "magic"],
+            "unknown strategy",
+        ),
+    ],
+)
+def test_bad_benchmarks_exit_2(capsys, argv, message):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bench_cli_json_shape(capsys, tmp_path):
+    argv = [
+        "bench",
+        "--benchmark",
+        "nas-bench-graph:citeseer",
+        "--strategies",
+        "random,re",
+        "--budget",
+        "20",
+        "--runs",
+        "3",
+        "--workers",
+        "1",
+        "--json",
+        "--out",
+        str(tmp_path),
+    ]
+    assert main(argv) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert {"benchmark", "budget", "runs", "strategies"} <= set(data)
+    for c in data["strategies"].values():
+        assert len(c["queries"]) == len(c["valid_mean"]) == len(c["test_std"]) == 20
+    assert (tmp_path / "bench.png").is_file() and (tmp_path / "bench.json").is_file()
+    again = compare("nas-bench-graph:citeseer", ["random", "re"], 20, 3, workers=1)
+    assert again["strategies"] == data["strategies"]  # deterministic per seed
