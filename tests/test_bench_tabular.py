@@ -274,3 +274,39 @@ def test_bench_cli_json_shape(capsys, tmp_path):
     assert (tmp_path / "bench.png").is_file() and (tmp_path / "bench.json").is_file()
     again = compare("nas-bench-graph:citeseer", ["random", "re"], 20, 3, workers=1)
     assert again["strategies"] == data["strategies"]  # deterministic per seed
+
+
+def test_predictor_cv_reports_mse_and_tau(capsys):
+    argv = [
+        "predictor",
+        "cv",
+        "--benchmark",
+        "nas-bench-graph:citeseer",
+        "--predictors",
+        "rf,mlp",
+        "--n",
+        "60",
+        "--folds",
+        "3",
+        "--json",
+    ]
+    assert main(argv) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["n"] == 60 and set(data["predictors"]) == {"rf", "mlp"}
+    for r in data["predictors"].values():
+        assert r["mse"] > 0 and -1 <= r["kendall_tau"] <= 1
+    assert (
+        main(
+            [
+                "predictor",
+                "cv",
+                "--benchmark",
+                "nas-bench-graph:cora",
+                "--predictors",
+                "oracle",
+                "--n",
+                "20",
+            ]
+        )
+        == 2
+    )

@@ -29,6 +29,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_fit)
 
+    p = actions.add_parser("cv", help="k-fold cross-validated MSE and Kendall tau of predictors")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--benchmark", help="nas-bench-graph:DATASET or table:PATH")
+    src.add_argument("--data", help="a dataset.json written by 'predictor fit'")
+    p.add_argument("--space", help="space of --data or of a table that does not name one")
+    p.add_argument(
+        "--predictors", default="gcn,rf,mlp", help="comma-separated: gcn, gcn-two-stage, rf, mlp"
+    )
+    p.add_argument("--n", type=int, default=172, help="architectures drawn from a benchmark")
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_cv)
+
 
 def cmd_fit(args: argparse.Namespace) -> int:
     from tqdm import tqdm
@@ -81,4 +95,56 @@ def cmd_fit(args: argparse.Namespace) -> int:
             f"Kendall tau {tau:.3f} on {len(archs) - half} held-out sub-networks "
             f"(random forest, 100 trees, depth 15, fit on {half}); predictor: {out / 'forest.npz'}"
         )
+    return 0
+
+
+def cmd_cv(args: argparse.Namespace) -> int:
+    import json
+
+    from samplenas.predictors import kendall_tau
+    from samplenas.predictors.registry import make_predictor
+    from samplenas.space import load_space
+
+    if args.folds < 2:
+        raise UserError("--folds must be at least 2")
+    rng = np.random.default_rng(args.seed)
+    if args.benchmark:
+        from samplenas.bench import load_benchmark
+
+        table = load_benchmark(args.benchmark, args.space)
+        if not 2 * args.folds <= args.n <= len(table.archs):
+            raise UserError(f"--n must be between {2 * args.folds} and {len(table.archs)}")
+        idx = rng.choice(len(table.archs), args.n, replace=False)
+        space, archs, y = table.space, [table.archs[i] for i in idx], table.valid[idx]
+        source = args.benchmark
+    else:
+        if not args.space:
+            raise UserError("--data needs --space (the space its architectures belong to)")
+        space = load_space(args.space)
+        try:
+            rows = json.loads(Path(args.data).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise UserError(f"cannot read predictor data '{args.data}': {exc}") from exc
+        archs = [space.validate(r["arch"]) for r in rows]
+        y = np.array([r["val_top1"] for r in rows], dtype=float)
+        source = args.data
+    folds = rng.permutation(len(archs)) % args.folds
+    result = {"source": source, "n": len(archs), "folds": args.folds, "predictors": {}}
+    for name in [p.strip() for p in args.predictors.split(",") if p.strip()]:
+        pred = np.zeros(len(archs))
+        for k in range(args.folds):
+            train, test = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
+            model = make_predictor(name, space, seed=args.seed + k)
+            model.fit([archs[i] for i in train], y[train])
+            pred[test] = model.predict([archs[i] for i in test])
+        result["predictors"][name] = {
+            "mse": float(np.mean((pred - y) ** 2)),
+            "kendall_tau": kendall_tau(y, pred),
+        }
+    if args.json:
+        print_json(result)
+        return 0
+    print(f"{source}: {len(archs)} architectures, {args.folds}-fold cross-validation")
+    for name, r in result["predictors"].items():
+        print(f"  {name:<14} MSE {r['mse']:.3g}   Kendall tau {r['kendall_tau']:.3f}")
     return 0

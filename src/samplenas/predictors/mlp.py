@@ -34,8 +34,10 @@ class MLPPredictor(Predictor):
         return np.stack([self.space.encode_onehot(a) for a in archs])
 
     def fit(self, archs: Sequence[Arch], y: Sequence[float]) -> MLPPredictor:
-        self.model.fit(self.encode(archs), np.asarray(y, dtype=float))
+        y = np.asarray(y, dtype=float)
+        self.mean, self.std = float(y.mean()), float(y.std()) or 1.0  # fit standardised targets
+        self.model.fit(self.encode(archs), (y - self.mean) / self.std)
         return self
 
     def predict(self, archs: Sequence[Arch]) -> np.ndarray:
-        return self.model.predict(self.encode(archs))
+        return self.model.predict(self.encode(archs)) * self.std + self.mean
