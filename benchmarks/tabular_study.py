@@ -1,0 +1,118 @@
+"""NAS-Bench-Graph study: strategies on all 9 datasets, predictor rank quality, harness speed.
+
+Run: python benchmarks/tabular_study.py [--runs 50] [--datasets cora ...]
+Writes benchmarks/results/tabular/<dataset>.json (one per dataset; finished datasets are
+skipped, so the study can be resumed), harness_walltime.json, predictors_tau.json, and
+benchmarks/results/tabular_summary.json + tabular_curves.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from samplenas.bench import load_benchmark
+from samplenas.bench.harness import compare, plot_curves
+from samplenas.bench.table import NB_GRAPH_DATASETS
+from samplenas.predictors import kendall_tau
+from samplenas.predictors.registry import make_predictor
+
+OUT = Path(__file__).parent / "results" / "tabular"
+
+
+def queries_to_reach(curve: list[float], target: float) -> int | None:
+    """First query count whose mean best validation accuracy reaches ``target``."""
+    for q, v in enumerate(curve, start=1):
+        if v >= target - 1e-12:
+            return q
+    return None
+
+
+def study(dataset: str, runs: int, budget: int) -> dict:
+    path = OUT / f"{dataset}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    result = compare(f"nas-bench-graph:{dataset}", ["random", "re", "npred"], budget, runs)
+    re_500 = result["strategies"]["re"]["valid_mean"][budget - 1]
+    result["re_final_valid_mean"] = re_500
+    result["npred_queries_to_re_final"] = queries_to_reach(
+        result["strategies"]["npred"]["valid_mean"], re_500
+    )
+    OUT.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result))
+    plot_curves(result, OUT / f"{dataset}.png")
+    return result
+
+
+def predictor_tau(dataset: str, n: int = 172, seed: int = 0, held_out: int = 5000) -> dict:
+    table = load_benchmark(f"nas-bench-graph:{dataset}")
+    rng = np.random.default_rng(seed)
+    idx = rng.permutation(len(table.archs))
+    train, test = idx[:n], idx[n : n + held_out]
+    out = {}
+    for name in ("gcn", "rf", "mlp"):
+        model = make_predictor(name, table.space, seed=seed)
+        model.fit([table.archs[i] for i in train], table.valid[train])
+        pred = model.predict([table.archs[i] for i in test])
+        out[name] = kendall_tau(table.valid[test], pred)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=50)
+    ap.add_argument("--budget", type=int, default=500)
+    ap.add_argument("--datasets", nargs="+", default=list(NB_GRAPH_DATASETS))
+    ap.add_argument("--skip-walltime", action="store_true")
+    args = ap.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    if not args.skip_walltime and not (OUT / "harness_walltime.json").is_file():
+        t = time.perf_counter()
+        compare("nas-bench-graph:cora", ["random", "re", "npred"], 300, 100)
+        (OUT / "harness_walltime.json").write_text(
+            json.dumps(
+                {
+                    "benchmark": "nas-bench-graph:cora",
+                    "runs": 100,
+                    "strategies": 3,
+                    "budget": 300,
+                    "wall_seconds": time.perf_counter() - t,
+                }
+            )
+        )
+    summary = {}
+    tau_path = OUT / "predictors_tau.json"
+    taus = json.loads(tau_path.read_text()) if tau_path.is_file() else {}
+    for ds in args.datasets:
+        r = study(ds, args.runs, args.budget)
+        if ds not in taus:
+            taus[ds] = predictor_tau(ds)
+            tau_path.write_text(json.dumps(taus, indent=1))
+        marks = {}
+        for name, c in r["strategies"].items():
+            marks[name] = {
+                q: [
+                    c["valid_mean"][q - 1],
+                    c["valid_std"][q - 1],
+                    c["test_mean"][q - 1],
+                    c["test_std"][q - 1],
+                ]
+                for q in (50, 100, 200, 300, 500)
+                if q <= r["budget"]
+            }
+        summary[ds] = {
+            "re_final_valid_mean": r["re_final_valid_mean"],
+            "npred_queries_to_re_final": r["npred_queries_to_re_final"],
+            "marks": marks,
+            "tau_n172": taus[ds],
+        }
+        print(ds, json.dumps(summary[ds]["npred_queries_to_re_final"]), taus[ds], flush=True)
+    (OUT.parent / "tabular_summary.json").write_text(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()
