@@ -169,7 +169,8 @@ def _ddp_worker(rank: int, world: int, port: int, out: str, queue) -> None:
     trainer = Trainer(load_config(TINY, DDP_RECIPE), out, progress=False)
     trainer.run()
     flat = torch.cat([p.detach().flatten() for p in trainer.model.parameters()]).numpy().copy()
-    queue.put((rank, flat, trainer.history))  # numpy: sent by value, not by shared memory
+    chosen = [a.to_json_str() for a in trainer.sampler.chosen]
+    queue.put((rank, flat, trainer.history, chosen))  # by value, not by shared memory
     torch.distributed.destroy_process_group()
 
 
@@ -183,11 +184,13 @@ def test_two_gloo_processes_keep_identical_weights(tmp_path):
     ]
     for p in procs:
         p.start()
-    results = dict((r, (w, h)) for r, w, h in (queue.get(timeout=300) for _ in procs))
+    results = {r: (w, h, c) for r, w, h, c in (queue.get(timeout=300) for _ in procs)}
     for p in procs:
         p.join(timeout=60)
         assert p.exitcode == 0
     assert (results[0][0] == results[1][0]).all()
+    # both ranks picked the same sub-networks, and the choices were not all alike
+    assert results[0][2] == results[1][2] and len(set(results[0][2])) > 10
     # one process with the same total batch (2 x 64) learns alike
     one = {"train": {"epochs": 16, "batch_size": 128}, "sampler": {"name": "bestup-2-loss"}}
     single = Trainer(load_config(TINY, one), tmp_path / "single", progress=False)
