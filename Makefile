@@ -30,8 +30,11 @@ lint: setup
 	$(PY) -m ruff check src tests benchmarks
 	$(PY) -m ruff format --check src tests benchmarks
 
+# The quick benchmarks (minutes); the long studies are run one by one, see BENCHMARKS.md.
 bench: setup
 	$(PY) benchmarks/sampling.py
+	$(PY) benchmarks/space_throughput.py
+	$(PY) benchmarks/supernet_overhead.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
