@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from samplenas.errors import UserError
 
@@ -34,14 +35,15 @@ def read_json_arg(text: str, what: str = "architecture") -> Any:
         ) from exc
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write via a temp file in the same folder and rename, so readers never see half a file."""
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write through ``write(file)`` into a temp file in the same folder, fsync, rename:
+    readers (and a resumed run) never see half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -49,6 +51,10 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def atomic_write_json(path: str | Path, data: Any) -> None:

@@ -8,8 +8,6 @@ Appendix: 100 trees, maximum depth 15, on the 31-integer vector
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from sklearn.tree import DecisionTreeRegressor
 from sklearn.tree._tree import Tree
 
 from samplenas.errors import UserError
+from samplenas.io import atomic_write
 from samplenas.predictors.base import Predictor
 from samplenas.space import Arch, GeneSpace, SearchSpace, load_space
 
@@ -65,12 +64,9 @@ class RandomForestPredictor(Predictor):
             "trees": len(self.model.estimators_),
             "features": self.model.n_features_in_,
         }
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, meta=np.array(json.dumps(meta)), **arrays)
-        os.replace(tmp, path)
+        atomic_write(
+            path, lambda f: np.savez_compressed(f, meta=np.array(json.dumps(meta)), **arrays)
+        )
 
 
 def load_predictor(path: str | Path, space: SearchSpace | None = None) -> RandomForestPredictor:

@@ -21,13 +21,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from samplenas.errors import UserError
+from samplenas.io import atomic_write
 from samplenas.space.base import GeneSpace
 
 FORMAT_VERSION = 2
@@ -165,27 +165,23 @@ class FlopsPrior:
 
     # -- persistence ------------------------------------------------------------------
     def save(self, path: Path) -> None:
-        """Write atomically (temp file + rename) as a pickle-free .npz."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(
-                f,
-                meta=np.array(
-                    [
-                        self.step,
-                        self.first_bucket,
-                        self.cond_gene,
-                        self.n_samples,
-                        self.min_mflops,
-                        self.max_mflops,
-                    ]
-                ),
-                prior=self.prior,
-                cond_probs=self.cond_probs,
-                tables=self.tables,
-            )
-        os.replace(tmp, path)
+        """Write atomically as a pickle-free .npz."""
+        meta = np.array(
+            [
+                self.step,
+                self.first_bucket,
+                self.cond_gene,
+                self.n_samples,
+                self.min_mflops,
+                self.max_mflops,
+            ]
+        )
+        atomic_write(
+            path,
+            lambda f: np.savez_compressed(
+                f, meta=meta, prior=self.prior, cond_probs=self.cond_probs, tables=self.tables
+            ),
+        )
 
     @classmethod
     def load(cls, path: Path) -> FlopsPrior:

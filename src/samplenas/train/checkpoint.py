@@ -3,32 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from samplenas.io import atomic_write
+
 CHECKPOINT = "checkpoint.pt"
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """Write to a temp file in the same folder, fsync, then rename over the old one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Written atomically: a crash mid-save leaves the previous checkpoint intact."""
+    atomic_write(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

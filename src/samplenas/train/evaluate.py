@@ -7,13 +7,16 @@ as other sub-networks see them.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from samplenas.data import BatchLoader
+from samplenas.data import BatchLoader, DataSplits
+from samplenas.data.datasets import Split
 from samplenas.space import Arch
+from samplenas.train.config import RunConfig
 
 
 @torch.no_grad()
@@ -42,6 +45,42 @@ def calibration_batches(loader: BatchLoader, num_batches: int) -> list[torch.Ten
         if len(out) >= num_batches:
             break
     return out
+
+
+def calibration_set(
+    data: DataSplits, cfg: RunConfig, num_batches: int | None = None
+) -> list[torch.Tensor]:
+    """The recipe's BN-calibration images: a fixed, seeded, unaugmented sample."""
+    c = cfg.calibration
+    loader = BatchLoader(
+        data,
+        c.split,
+        c.batch_size,
+        shuffle=True,
+        augment=False,
+        seed=cfg.seed,
+        drop_last=False,
+        channels_last=cfg.train.channels_last,
+    )
+    return calibration_batches(loader, num_batches or c.batches)
+
+
+def eval_loader(
+    data: DataSplits, cfg: RunConfig, split: str, limit: int | None = None
+) -> BatchLoader:
+    """Batches of a split in a fixed order; ``limit`` keeps only its first images."""
+    if limit:
+        part = data.split(split)
+        data = replace(data, **{split: Split(part.images[:limit], part.labels[:limit])})
+    return BatchLoader(
+        data,
+        split,
+        500,
+        shuffle=False,
+        augment=False,
+        drop_last=False,
+        channels_last=cfg.train.channels_last,
+    )
 
 
 def evaluate_subnet(

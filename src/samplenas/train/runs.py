@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import yaml
 
 from samplenas.data import BatchLoader, DataSplits
-from samplenas.data.datasets import Split
 from samplenas.errors import UserError
 from samplenas.space import Arch, MBConvSpace, load_space
 from samplenas.train.checkpoint import CHECKPOINT, load_checkpoint
 from samplenas.train.config import RunConfig, config_from_dict, merge
-from samplenas.train.evaluate import calibration_batches, evaluate_subnet
+from samplenas.train.evaluate import calibration_set, eval_loader, evaluate_subnet
 from samplenas.train.trainer import build_supernet, check_space_fits_data, load_run_data
 
 
@@ -28,34 +27,10 @@ class Run:
     step: int
 
     def calibration(self, num_batches: int | None = None) -> list[torch.Tensor]:
-        c = self.cfg.calibration
-        loader = BatchLoader(
-            self.data,
-            c.split,
-            c.batch_size,
-            shuffle=True,
-            augment=False,
-            seed=self.cfg.seed,
-            drop_last=False,
-            channels_last=self.cfg.train.channels_last,
-        )
-        return calibration_batches(loader, num_batches or c.batches)
+        return calibration_set(self.data, self.cfg, num_batches)
 
     def eval_loader(self, split: str, limit: int | None = None) -> BatchLoader:
-        """Batches of a split in a fixed order; ``limit`` keeps only its first images."""
-        data = self.data
-        if limit:
-            part = data.split(split)
-            data = replace(data, **{split: Split(part.images[:limit], part.labels[:limit])})
-        return BatchLoader(
-            data,
-            split,
-            500,
-            shuffle=False,
-            augment=False,
-            drop_last=False,
-            channels_last=self.cfg.train.channels_last,
-        )
+        return eval_loader(self.data, self.cfg, split, limit)
 
     def evaluate(
         self, arch: Arch, split: str = "val", calib_batches: int | None = None

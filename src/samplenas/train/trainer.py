@@ -36,7 +36,7 @@ from samplenas.train.checkpoint import (
     save_checkpoint,
 )
 from samplenas.train.config import RunConfig
-from samplenas.train.evaluate import calibration_batches, evaluate_subnet
+from samplenas.train.evaluate import calibration_set, eval_loader, evaluate_subnet
 
 FAULT_ENV = "SAMPLENAS_FAULT_AT_STEP"  # tests: die abruptly after this step
 
@@ -275,29 +275,15 @@ class Trainer:
 
     # -- validation -------------------------------------------------------------------
     def evaluate(self, arch: Arch, split: str = "val") -> dict[str, float]:
-        c = self.cfg.calibration
-        calib_loader = BatchLoader(
-            self.data,
-            c.split,
-            c.batch_size,
-            shuffle=True,
-            augment=False,
-            seed=self.cfg.seed,
-            drop_last=False,
-            channels_last=self.cfg.train.channels_last,
-        )
-        eval_loader = BatchLoader(
-            self.data,
-            split,
-            500,
-            shuffle=False,
-            augment=False,
-            drop_last=False,
-            channels_last=self.cfg.train.channels_last,
-        )
-        calib = calibration_batches(calib_loader, c.batches)
+        """BN-calibrated top-1 of one sub-network (an exported copy; shared state untouched)."""
+        calib = calibration_set(self.data, self.cfg)
         return evaluate_subnet(
-            self.model, arch, calib, eval_loader, self.cfg.train.channels_last, self.dist.device
+            self.model,
+            arch,
+            calib,
+            eval_loader(self.data, self.cfg, split),
+            self.cfg.train.channels_last,
+            self.dist.device,
         )
 
     def _end_of_epoch(self) -> None:
