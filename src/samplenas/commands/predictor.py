@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from samplenas.commands.common import add_evaluation_options
 from samplenas.errors import UserError
 from samplenas.io import atomic_write_json, print_json
 
@@ -22,11 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--run", required=True, help="run directory of 'samplenas train'")
     p.add_argument("--n", type=int, default=1024, help="sub-networks to evaluate (default 1024)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--calib-batches", type=int, help="BN calibration batches (default: recipe's)")
-    p.add_argument("--val-images", type=int, help="score on the first N validation images only")
-    p.add_argument("--data-dir", help="folder holding the dataset files")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    add_evaluation_options(p)
     p.set_defaults(func=cmd_fit)
 
     p = actions.add_parser("cv", help="k-fold cross-validated MSE and Kendall tau of predictors")

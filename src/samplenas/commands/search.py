@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from samplenas.commands.common import add_evaluation_options
 from samplenas.errors import UserError
 from samplenas.io import print_json
 
@@ -25,11 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--crossovers", type=int, default=32, help="crossovers per iteration C (128)")
     p.add_argument("--iterations", type=int, default=6, help="iterations I (paper 20)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--calib-batches", type=int, help="BN calibration batches (default: recipe's)")
-    p.add_argument("--val-images", type=int, help="score on the first N validation images only")
-    p.add_argument("--data-dir", help="folder holding the dataset files")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    add_evaluation_options(p)
     p.set_defaults(func=cmd_search)
 
 

@@ -184,12 +184,3 @@ class NASBenchGraphSpace(SearchSpace):
             if child is not None:
                 return child
         return a
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "size": self.size(),
-            "min_mflops": None,
-            "max_mflops": None,
-            "kind": "cell",
-        }
