@@ -157,8 +157,7 @@ class GCNPredictor(Predictor):
         return GCNEnsemble(members, n_feat, width, self.layers, out_range=out_range)
 
     def fit(self, archs: Sequence[Arch], y: Sequence[float]) -> GCNPredictor:
-        gen = torch.manual_seed(self.seed)
-        del gen
+        torch.manual_seed(self.seed)
         data = graphs_to_tensors(self.space, archs)
         y_np = np.asarray(y, dtype=np.float32)
         target = torch.from_numpy(y_np).unsqueeze(0)
