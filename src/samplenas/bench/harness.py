@@ -4,6 +4,12 @@ Each run is independent and deterministic given (seed, strategy, run index); run
 to a process pool over all cores. For every query count q the harness records the best
 validation accuracy found within q queries and that architecture's test accuracy; means
 and standard deviations over runs make the curves (the Neural Predictor paper's Figure 4).
+
+With a cost objective (``accuracy,latency`` or ``accuracy,params``) the cost is given to
+the strategies as known (measuring latency needs no training), and the metric becomes the
+hypervolume of the validated (cost, accuracy) front, both axes scaled to [0, 1] by the
+table's ranges; the "test" curve is the hypervolume of the same front architectures
+scored with their test accuracy.
 """
 
 from __future__ import annotations
@@ -19,11 +25,26 @@ import numpy as np
 from samplenas.bench.table import Evaluator, Table, load_benchmark
 from samplenas.errors import UserError
 from samplenas.samplers.base import Sampler
+from samplenas.search.pareto import hypervolume_2d, pareto_front
+from samplenas.space import Arch
 
 STRATEGIES = ("random", "re", "npred", "npred-2stage", "npred-rf", "npred-mlp")
 
 
-def make_strategy(name: str, table: Table, seed: int, npred_n: int = 50) -> Sampler:
+def parse_objective(text: str | None) -> str | None:
+    """``accuracy`` -> None; ``accuracy,COST`` -> the cost key (latency, params, ...)."""
+    parts = [p.strip() for p in (text or "accuracy").split(",") if p.strip()]
+    if not parts or parts[0] != "accuracy" or len(parts) > 2:
+        raise UserError(
+            f"--objective must be 'accuracy' or 'accuracy,COST' (e.g. accuracy,latency), "
+            f"not '{text}'"
+        )
+    return parts[1] if len(parts) == 2 else None
+
+
+def make_strategy(
+    name: str, table: Table, seed: int, npred_n: int = 50, cost_key: str | None = None
+) -> Sampler:
     from samplenas.search.strategies import (
         NeuralPredictorSearch,
         RandomSearch,
@@ -31,14 +52,23 @@ def make_strategy(name: str, table: Table, seed: int, npred_n: int = 50) -> Samp
     )
 
     space, archs = table.space, table.archs
+    cost = None
+    if cost_key is not None:
+        values = dict(zip(archs, table.cost(cost_key), strict=True))
+        cost = values.__getitem__
     if name == "random":
         return RandomSearch(space, seed=seed, candidates=archs)
     if name == "re":
-        return RegularizedEvolution(space, seed=seed, candidates=archs)
+        return RegularizedEvolution(space, seed=seed, candidates=archs, cost=cost)
     if name.startswith("npred"):
         factory = _predictor_factory(name, space)
         return NeuralPredictorSearch(
-            space, seed=seed, n_train=npred_n, candidates=archs, predictor_factory=factory
+            space,
+            seed=seed,
+            n_train=npred_n,
+            candidates=archs,
+            predictor_factory=factory,
+            cost=cost,
         )
     raise UserError(f"unknown strategy '{name}'; choose from {list(STRATEGIES)}")
 
@@ -60,33 +90,74 @@ def _predictor_factory(name: str, space) -> Callable[[int], Any]:
 
 
 def run_once(
-    table: Table, strategy: str, seed: int, budget: int, npred_n: int = 50
+    table: Table,
+    strategy: str,
+    seed: int,
+    budget: int,
+    npred_n: int = 50,
+    cost_key: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(best validation so far, test accuracy of that arch) after each of ``budget`` queries."""
+    """The metric after each of ``budget`` queries, on validation and on test: the best
+    validation accuracy so far (and that arch's test accuracy), or with ``cost_key`` the
+    hypervolume of the validated front (and of the same archs scored on test)."""
     evaluator = Evaluator(table, budget)
-    sampler = make_strategy(strategy, table, seed, npred_n)
+    sampler = make_strategy(strategy, table, seed, npred_n, cost_key)
     query = evaluator.query  # the only view of the benchmark a strategy gets
-    best_valid = np.full(budget, np.nan)
-    best_test = np.full(budget, np.nan)
-    best, best_arch = -np.inf, None
+    metric = _best_accuracy(evaluator) if cost_key is None else _hypervolume(table, cost_key)
+    curve_valid = np.full(budget, np.nan)
+    curve_test = np.full(budget, np.nan)
     while evaluator.queries < budget:
         archs = sampler.ask(1)
         if not archs:
             break
         scores = [query(a) for a in archs]
         sampler.tell(archs, scores)
-        for a, s in zip(archs, scores, strict=True):
-            if s > best:
-                best, best_arch = s, a
         q = evaluator.queries
-        best_valid[q - 1] = best
-        best_test[q - 1] = evaluator.test(best_arch)
-    # a strategy that stops early keeps its best for the remaining query counts
-    for arr in (best_valid, best_test):
+        curve_valid[q - 1], curve_test[q - 1] = metric(archs, scores)
+    # a strategy that stops early keeps its value for the remaining query counts
+    for arr in (curve_valid, curve_test):
         last = np.nan
         for i in range(budget):
             last = arr[i] = arr[i] if not np.isnan(arr[i]) else last
-    return best_valid, best_test
+    return curve_valid, curve_test
+
+
+Metric = Callable[[list[Arch], list[float]], tuple[float, float]]
+
+
+def _best_accuracy(evaluator: Evaluator) -> Metric:
+    best: list[Any] = [-np.inf, None]
+
+    def update(archs: list[Arch], scores: list[float]) -> tuple[float, float]:
+        for a, s in zip(archs, scores, strict=True):
+            if s > best[0]:
+                best[:] = [s, a]
+        return best[0], evaluator.test(best[1])
+
+    return update
+
+
+def _hypervolume(table: Table, cost_key: str) -> Metric:
+    costs = dict(zip(table.archs, table.cost(cost_key), strict=True))
+    cost_range = (min(costs.values()), max(costs.values()))
+    valid_range = (float(table.valid.min()), float(table.valid.max()))
+    test_range = (float(table.test.min()), float(table.test.max()))
+    seen_cost: list[float] = []
+    seen_valid: list[float] = []
+    seen_arch: list[Arch] = []
+
+    def update(archs: list[Arch], scores: list[float]) -> tuple[float, float]:
+        for a, s in zip(archs, scores, strict=True):
+            seen_arch.append(a)
+            seen_cost.append(costs[table.space.validate(a)])
+            seen_valid.append(s)
+        front = pareto_front(seen_cost, seen_valid)
+        c = [seen_cost[i] for i in front]
+        valid = hypervolume_2d(c, [seen_valid[i] for i in front], cost_range, valid_range)
+        test_scores = [table.test[table.index[table.space.validate(seen_arch[i])]] for i in front]
+        return valid, hypervolume_2d(c, test_scores, cost_range, test_range)
+
+    return update
 
 
 _TABLE: Table | None = None
@@ -100,10 +171,10 @@ def _init_worker(spec: str, space: str | None) -> None:
     _TABLE = load_benchmark(spec, space)
 
 
-def _job(args: tuple[str, int, int, int]) -> tuple[str, np.ndarray, np.ndarray]:
-    strategy, seed, budget, npred_n = args
+def _job(args: tuple[str, int, int, int, str | None]) -> tuple[str, np.ndarray, np.ndarray]:
+    strategy, seed, budget, npred_n, cost_key = args
     assert _TABLE is not None
-    v, t = run_once(_TABLE, strategy, seed, budget, npred_n)
+    v, t = run_once(_TABLE, strategy, seed, budget, npred_n, cost_key)
     return strategy, v, t
 
 
@@ -116,6 +187,7 @@ def compare(
     workers: int | None = None,
     space: str | None = None,
     npred_n: int = 50,
+    objective: str | None = None,
 ) -> dict[str, Any]:
     """Mean/std curves per strategy; JSON-able, in the CLI's ``--json`` shape."""
     for s in strategies:
@@ -123,9 +195,14 @@ def compare(
             raise UserError(f"unknown strategy '{s}'; choose from {list(STRATEGIES)}")
     if budget < 1 or runs < 1:
         raise UserError("--budget and --runs must be at least 1")
-    load_benchmark(spec, space)  # fail fast, in this process, on a bad name or file
+    cost_key = parse_objective(objective)
+    table = load_benchmark(spec, space)  # fail fast, in this process, on a bad name or file
+    if cost_key is not None:
+        table.cost(cost_key)  # every architecture must have the cost
     started = time.perf_counter()
-    jobs = [(s, seed * 100_003 + r, budget, npred_n) for s in strategies for r in range(runs)]
+    jobs = [
+        (s, seed * 100_003 + r, budget, npred_n, cost_key) for s in strategies for r in range(runs)
+    ]
     curves: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {s: [] for s in strategies}
     workers = workers or os.cpu_count() or 1
     with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(spec, space)) as pool:
@@ -136,6 +213,8 @@ def compare(
         "budget": budget,
         "runs": runs,
         "seed": seed,
+        "objective": ["accuracy"] + ([cost_key] if cost_key else []),
+        "metric": f"hypervolume(accuracy,{cost_key})" if cost_key else "best accuracy",
         "strategies": {},
     }
     queries = list(range(1, budget + 1))
@@ -166,9 +245,13 @@ def plot_curves(result: dict[str, Any], path) -> None:
             m, s = np.array(c[f"{key}_mean"]), np.array(c[f"{key}_std"])
             ax.plot(q, m, label=name)
             ax.fill_between(q, m - s, m + s, alpha=0.15)
+    metric = result.get("metric", "best accuracy")
     for ax, key in zip(axes, ("validation", "test"), strict=True):
         ax.set_xlabel("queries")
-        ax.set_ylabel(f"{key} accuracy of the best found")
+        if metric == "best accuracy":
+            ax.set_ylabel(f"{key} accuracy of the best found")
+        else:
+            ax.set_ylabel(f"{metric} ({key})")
         ax.grid(alpha=0.3)
     axes[0].legend()
     fig.suptitle(f"{result['benchmark']}: {result['runs']} runs per strategy")

@@ -25,6 +25,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--budget", type=int, default=300, help="queries per run")
     p.add_argument("--runs", type=int, default=100, help="independent runs per strategy")
     p.add_argument("--npred-n", type=int, default=50, help="Neural Predictor training queries N")
+    p.add_argument(
+        "--objective",
+        default="accuracy",
+        help="accuracy, or accuracy,latency / accuracy,params: then the metric is the "
+        "hypervolume of the validated front and the Neural Predictor queries soft-Pareto sets",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, help="processes (default: all cores)")
     p.add_argument("--out", help="folder for bench.json and bench.png")
@@ -50,6 +56,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         args.workers,
         args.space,
         args.npred_n,
+        args.objective,
     )
     if args.out:
         out = Path(args.out)
@@ -59,9 +66,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print_json(result)
         return 0
     marks = [q for q in (10, 50, 100, 200, 300, 500) if q <= args.budget] or [args.budget]
+    what = (
+        "best validation (test) accuracy"
+        if result["metric"] == "best accuracy"
+        else f"{result['metric']} on validation (test)"
+    )
     print(
         f"{args.benchmark}: {args.runs} runs x {args.budget} queries "
-        f"({result['wall_seconds']:.1f} s); best validation (test) accuracy, mean ± std"
+        f"({result['wall_seconds']:.1f} s); {what}, mean ± std"
     )
     print(f"{'strategy':<14}" + "".join(f"{f'q={q}':>26}" for q in marks))
     for name, c in result["strategies"].items():

@@ -4,9 +4,9 @@ Nodes start as one-hot operation vectors; each layer averages a forward and a ba
 graph convolution, V <- ½·ReLU(Â·V·W⁺) + ½·ReLU(Âᵀ·V·W⁻), Â the adjacency with self-loops,
 row-normalised by degree; node states are averaged, a hidden fully-connected layer
 follows, and a sigmoid scaled to the accuracy range makes the prediction. The width of the
-node states is chosen by k-fold cross-validation on the training samples only; all folds
-(and grid points of one width) train at once as one batched ensemble, so a fit costs
-about as much as a single model.
+node states is chosen by k-fold cross-validation on the training samples only; the folds
+of one width train at once as one batched ensemble, so a fit costs about as much as a
+single model.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from samplenas.predictors.base import Predictor
+from samplenas.predictors.base import Predictor, kendall_tau
 from samplenas.space import Arch, SearchSpace
 
 
@@ -49,7 +49,12 @@ def graphs_to_tensors(
 
 
 class GCNEnsemble(torch.nn.Module):
-    """E independent GCNs evaluated together (parameters carry a leading ensemble axis)."""
+    """E independent GCNs of one width evaluated together.
+
+    Parameters carry a leading ensemble axis. Node states are laid out [N, I, E·D] so the
+    adjacency products of every member are one batched matmul over the graphs (measured
+    2x faster than broadcasting the adjacency over members).
+    """
 
     def __init__(
         self,
@@ -60,40 +65,52 @@ class GCNEnsemble(torch.nn.Module):
         hidden: int = 128,
         out_range: tuple[float, float] = (0.0, 1.0),
         logits: bool = False,
+        generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
 
-        def param(*shape: int, fan_in: int) -> torch.nn.Parameter:
-            return torch.nn.Parameter(torch.randn(members, *shape) * (2.0 / fan_in) ** 0.5)
+        def param(*shape: int) -> torch.nn.Parameter:  # He init over the fan-in
+            init = torch.randn(members, *shape, generator=generator)
+            return torch.nn.Parameter(init * (2.0 / shape[0]) ** 0.5)
 
         dims = [n_feat] + [width] * layers
-        self.w_fwd = torch.nn.ParameterList(
-            [param(dims[i], dims[i + 1], fan_in=dims[i]) for i in range(layers)]
-        )
-        self.w_bwd = torch.nn.ParameterList(
-            [param(dims[i], dims[i + 1], fan_in=dims[i]) for i in range(layers)]
-        )
-        self.fc1 = param(width, hidden, fan_in=width)
+        self.w_fwd = torch.nn.ParameterList([param(dims[i], width) for i in range(layers)])
+        self.w_bwd = torch.nn.ParameterList([param(dims[i], width) for i in range(layers)])
+        self.fc1 = param(width, hidden)
         self.b1 = torch.nn.Parameter(torch.zeros(members, 1, hidden))
-        self.fc2 = param(hidden, 1, fan_in=hidden)
+        self.fc2 = param(hidden, 1)
         self.b2 = torch.nn.Parameter(torch.zeros(members, 1, 1))
+        self.members, self.width = members, width
         self.lo, self.hi = out_range
         self.logits = logits
+
+    def node_states(self, x: torch.Tensor, fwd: torch.Tensor, bwd: torch.Tensor) -> torch.Tensor:
+        """x [N, I, F] -> last layer's node states [N, I, E, D]."""
+        n, i, f = x.shape
+        e, d = self.members, self.width
+        adj = torch.cat([fwd, bwd])  # [2N, I, I]: both directions in one product
+        h = x.reshape(n * i, f)
+        for k, (wf, wb) in enumerate(zip(self.w_fwd, self.w_bwd, strict=True)):
+            w = torch.cat([wf, wb], 2)  # [E, D_in, 2D]
+            if k == 0:  # every member sees the same one-hot input: one plain matmul
+                t = (h @ w.permute(1, 0, 2).reshape(f, e * 2 * d)).view(n * i, e, 2, d)
+            else:
+                t = torch.bmm(h.view(n * i, e, d).transpose(0, 1), w)
+                t = t.view(e, n * i, 2, d).permute(1, 0, 2, 3)
+            t = t.permute(2, 0, 1, 3).reshape(2 * n, i, e * d)
+            both = F.relu(torch.bmm(adj, t)).view(2, n * i, e * d)
+            h = 0.5 * (both[0] + both[1])
+        return h.view(n, i, e, d)
 
     def forward(
         self, x: torch.Tensor, fwd: torch.Tensor, bwd: torch.Tensor, mask: torch.Tensor
     ) -> torch.Tensor:
         """x [N, I, F] -> predictions [E, N]."""
-        h = x.unsqueeze(0).expand(self.fc1.shape[0], *x.shape).contiguous()  # [E, N, I, F]
-        for wf, wb in zip(self.w_fwd, self.w_bwd, strict=True):
-            e, n, i, f = h.shape
-            hf = torch.bmm(h.reshape(e, n * i, f), wf).view(e, n, i, -1)
-            hb = torch.bmm(h.reshape(e, n * i, f), wb).view(e, n, i, -1)
-            h = 0.5 * F.relu(torch.matmul(fwd, hf)) + 0.5 * F.relu(torch.matmul(bwd, hb))
-        m = mask.unsqueeze(0).unsqueeze(-1)
-        pooled = (h * m).sum(2) / m.sum(2)  # mean over real nodes: [E, N, D]
-        z = F.relu(torch.bmm(pooled, self.fc1) + self.b1)
-        out = (torch.bmm(z, self.fc2) + self.b2).squeeze(-1)
+        h = self.node_states(x, fwd, bwd)
+        m = mask.unsqueeze(-1).unsqueeze(-1)  # mean over the real (unpadded) nodes
+        pooled = ((h * m).sum(1) / m.sum(1)).transpose(0, 1)  # [E, N, D]
+        z = F.relu(torch.baddbmm(self.b1, pooled, self.fc1))
+        out = torch.baddbmm(self.b2, z, self.fc2).squeeze(-1)
         if self.logits:
             return out
         return self.lo + (self.hi - self.lo) * torch.sigmoid(out)
@@ -101,7 +118,7 @@ class GCNEnsemble(torch.nn.Module):
 
 def train_ensemble(
     model: GCNEnsemble,
-    data,
+    data: Sequence[torch.Tensor],
     y: torch.Tensor,
     weights: torch.Tensor,
     epochs: int,
@@ -124,26 +141,35 @@ def train_ensemble(
         opt.step()
 
 
-def output_range(y: np.ndarray) -> tuple[float, float]:
-    """A range comfortably around the observed accuracies, clipped to [0, 1] or [0, 100]."""
-    lo, hi = float(y.min()), float(y.max())
+def output_range(z: np.ndarray) -> tuple[float, float]:
+    """The sigmoid's range: the observed targets' span, widened by half a span each side."""
+    lo, hi = float(z.min()), float(z.max())
     span = max(hi - lo, 1e-3)
-    top = 1.0 if hi <= 1.0 else 100.0
-    return max(0.0, lo - span), min(top, hi + span)
+    return lo - 0.5 * span, hi + 0.5 * span
 
 
 class GCNPredictor(Predictor):
-    """GCN regressor; ``widths`` are cross-validated with ``folds`` folds on the fit data."""
+    """GCN regressor whose node-state width is chosen by k-fold CV on the fit data.
+
+    Targets are standardised before training (accuracy spreads differ by 5x between
+    benchmarks, and a raw 0.01-wide spread left the sigmoid head nearly untrained). For
+    each width, the ``folds`` fold models and one full-data model train together as one
+    batched ensemble; the width whose fold models rank their held-out folds best (mean
+    Kendall tau: the search only needs the order) wins, and its whole ensemble predicts,
+    averaged. Averaging the fold models costs nothing extra to train and measured +0.02
+    tau at N = 172 on cora and pubmed; selecting the training length by CV measured worse
+    than a fixed ``epochs`` (the held-out folds are too small to choose it reliably).
+    """
 
     name = "gcn"
 
     def __init__(
         self,
         space: SearchSpace,
-        widths: Sequence[int] = (32, 96),
+        widths: Sequence[int] = (16, 32),
         folds: int = 3,
-        epochs: int = 250,
-        lr: float = 3e-3,
+        epochs: int = 150,
+        lr: float = 1e-2,
         weight_decay: float = 1e-4,
         layers: int = 3,
         seed: int = 0,
@@ -151,47 +177,47 @@ class GCNPredictor(Predictor):
         super().__init__(space)
         self.widths, self.folds, self.epochs = tuple(widths), folds, epochs
         self.lr, self.weight_decay, self.layers, self.seed = lr, weight_decay, layers, seed
-        self.cv_mse: dict[int, float] = {}
-
-    def _ensemble(self, members: int, n_feat: int, width: int, out_range) -> GCNEnsemble:
-        return GCNEnsemble(members, n_feat, width, self.layers, out_range=out_range)
+        self.cv_tau: dict[int, float] = {}
 
     def fit(self, archs: Sequence[Arch], y: Sequence[float]) -> GCNPredictor:
-        torch.manual_seed(self.seed)
         data = graphs_to_tensors(self.space, archs)
-        y_np = np.asarray(y, dtype=np.float32)
-        target = torch.from_numpy(y_np).unsqueeze(0)
-        self.range = output_range(y_np)
-        n = len(y_np)
-        width = self.widths[0]
-        if len(self.widths) > 1 and n >= 2 * self.folds:
-            fold_of = np.random.default_rng(self.seed).permutation(n) % self.folds
-            train_w = torch.tensor(
-                np.stack([fold_of != k for k in range(self.folds)]), dtype=torch.float32
+        y_np = np.asarray(y, dtype=np.float64)
+        self.mean, self.std = float(y_np.mean()), float(y_np.std()) or 1.0
+        z = ((y_np - self.mean) / self.std).astype(np.float32)
+        target = torch.from_numpy(z).unsqueeze(0)
+        n = len(z)
+        folds = self.folds if n >= 2 * self.folds else 0
+        fold_of = np.random.default_rng(self.seed).permutation(n) % max(folds, 1)
+        rows = [fold_of != k for k in range(folds)] + [np.ones(n, dtype=bool)]
+        weights = torch.tensor(np.stack(rows), dtype=torch.float32)
+        generator = torch.Generator().manual_seed(self.seed)
+        self.cv_tau, models = {}, {}
+        for width in self.widths:
+            model = GCNEnsemble(
+                len(rows),
+                data[0].shape[-1],
+                width,
+                self.layers,
+                out_range=output_range(z),
+                generator=generator,
             )
-            for w in self.widths:
-                model = self._ensemble(self.folds, data[0].shape[-1], w, self.range)
-                train_ensemble(
-                    model, data, target, train_w, self.epochs, self.lr, self.weight_decay
-                )
+            train_ensemble(model, data, target, weights, self.epochs, self.lr, self.weight_decay)
+            models[width] = model
+            if folds:
                 with torch.no_grad():
-                    err = (model(*data) - target) ** 2
-                held = 1.0 - train_w
-                self.cv_mse[w] = float((err * held).sum() / held.sum())
-            width = min(self.cv_mse, key=self.cv_mse.get)
-        self.width = width
-        self.model = self._ensemble(1, data[0].shape[-1], width, self.range)
-        train_ensemble(
-            self.model, data, target, torch.ones(1, n), self.epochs, self.lr, self.weight_decay
-        )
+                    pred = model(*data).numpy()
+                held = [kendall_tau(z[fold_of == k], pred[k, fold_of == k]) for k in range(folds)]
+                self.cv_tau[width] = float(np.mean(held))
+        self.width = max(self.cv_tau, key=self.cv_tau.get) if self.cv_tau else self.widths[0]
+        self.model = models[self.width]
         return self
 
     @torch.no_grad()
-    def predict(self, archs: Sequence[Arch], batch: int = 8192) -> np.ndarray:
+    def predict(self, archs: Sequence[Arch], batch: int = 1024) -> np.ndarray:
         out = []
         for i in range(0, len(archs), batch):
             data = graphs_to_tensors(self.space, archs[i : i + batch])
-            out.append(self.model(*data)[0].numpy())
+            out.append(self.model(*data).mean(0).double().numpy() * self.std + self.mean)
         return np.concatenate(out) if out else np.zeros(0)
 
 
@@ -219,11 +245,15 @@ class TwoStagePredictor(Predictor):
         y_np = np.asarray(y, dtype=np.float32)
         if self.threshold is None:
             self.threshold = float(np.quantile(y_np, self.quantile))
-        torch.manual_seed(self.seed)
         data = graphs_to_tensors(self.space, archs)
         labels = torch.from_numpy((y_np >= self.threshold).astype(np.float32)).unsqueeze(0)
         self.classifier = GCNEnsemble(
-            1, data[0].shape[-1], self.regressor.widths[0], self.regressor.layers, logits=True
+            1,
+            data[0].shape[-1],
+            self.regressor.widths[0],
+            self.regressor.layers,
+            logits=True,
+            generator=torch.Generator().manual_seed(self.seed),
         )
         train_ensemble(
             self.classifier,

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 
 from samplenas.samplers.base import Sampler
+from samplenas.search.pareto import pareto_front, pareto_ranks
+from samplenas.search.soft_pareto import soft_pareto
 from samplenas.space import Arch, SearchSpace
 
 
@@ -51,7 +53,12 @@ class RandomSearch(Sampler):
 
 class RegularizedEvolution(Sampler):
     """Aging evolution: tournament of ``sample_size`` from a FIFO population, mutate the
-    winner, add the child, drop the oldest member."""
+    winner, add the child, drop the oldest member.
+
+    With a ``cost`` (latency, params: known without a query), the tournament winner is
+    drawn from the sample's Pareto front of (cost, score) instead of the top score, so the
+    population spreads along the trade-off rather than collapsing onto the largest models.
+    """
 
     name = "re"
 
@@ -63,10 +70,11 @@ class RegularizedEvolution(Sampler):
         sample_size: int = 10,
         mutate_prob: float | None = None,
         candidates: Sequence[Arch] | None = None,
+        cost: Callable[[Arch], float] | None = None,
     ) -> None:
         super().__init__(space, seed)
         self.population_size, self.sample_size = population, sample_size
-        self.mutate_prob = mutate_prob
+        self.mutate_prob, self.cost = mutate_prob, cost
         self.population: deque[tuple[Arch, float]] = deque()
         # a table covering part of a space: children must stay among its architectures
         self.allowed = set(candidates) if candidates is not None else None
@@ -92,9 +100,14 @@ class RegularizedEvolution(Sampler):
             pick = self.rng.choice(
                 len(members), size=min(self.sample_size, len(members)), replace=False
             )
-            parent = max((members[i] for i in pick), key=lambda m: m[1])[0]
-            out.append(self._mutate(parent))
+            out.append(self._mutate(self._winner([members[i] for i in pick])))
         return out
+
+    def _winner(self, sample: list[tuple[Arch, float]]) -> Arch:
+        if self.cost is None:
+            return max(sample, key=lambda m: m[1])[0]
+        front = pareto_front([self.cost(a) for a, _ in sample], [s for _, s in sample])
+        return sample[int(self.rng.choice(front))][0]
 
     def tell(self, archs: Sequence[Arch], scores: Sequence[float]) -> None:
         for a, s in zip(archs, scores, strict=True):
@@ -104,7 +117,13 @@ class RegularizedEvolution(Sampler):
 
 
 class NeuralPredictorSearch(Sampler):
-    """Wen et al.: train on N random queries, then query the top-K predicted, best first."""
+    """Wen et al.: train on N random queries, then query the top-K predicted, best first.
+
+    With a ``cost`` (multi-objective search, section 4.2) the K queries are the
+    soft-Pareto set of (cost, predicted accuracy) with window J, predicted front first
+    (non-dominated sorting of the predictions); when the budget outlasts that set, the
+    soft-Pareto set of the remaining candidates follows, and so on.
+    """
 
     name = "npred"
 
@@ -116,9 +135,12 @@ class NeuralPredictorSearch(Sampler):
         predictor_factory: Callable[[int], Any] | None = None,
         candidates: Sequence[Arch] | None = None,
         pool: int = 100_000,
+        cost: Callable[[Arch], float] | None = None,
+        soft_pareto_j: int = 6,
     ) -> None:
         super().__init__(space, seed)
         self.n_train = n_train
+        self.cost, self.soft_pareto_j = cost, soft_pareto_j
         self.predictor_factory = predictor_factory or _default_gcn(space)
         self.random = RandomSearch(space, seed=int(self.rng.integers(2**31)), candidates=candidates)
         self.candidates = list(candidates) if candidates is not None else None
@@ -136,9 +158,26 @@ class NeuralPredictorSearch(Sampler):
             cands = list(dict.fromkeys(self.space.sample_many(self.rng, self.pool)))
         cands = [a for a in cands if a not in self.asked]
         pred = np.asarray(predictor.predict(cands), dtype=float)
-        order = np.argsort(-pred, kind="stable")
-        self.ranked = [cands[i] for i in order]
         self.predictor = predictor
+        if self.cost is None:
+            order = np.argsort(-pred, kind="stable")
+            self.ranked = [cands[i] for i in order]
+            return
+        self._cands, self._pred = cands, pred
+        self._cost = np.array([self.cost(a) for a in cands], dtype=float)
+        self._left = np.ones(len(cands), dtype=bool)
+        self.ranked = []
+
+    def _next_soft_pareto_layer(self) -> list[Arch]:
+        """The soft-Pareto set of the candidates not queued yet, predicted front first."""
+        left = np.flatnonzero(self._left)
+        if not len(left):
+            return []
+        chosen = left[soft_pareto(self._cost[left], self._pred[left], self.soft_pareto_j)]
+        ranks = pareto_ranks(self._cost[chosen], self._pred[chosen])
+        chosen = chosen[np.lexsort((self._cost[chosen], ranks))]
+        self._left[chosen] = False
+        return [self._cands[i] for i in chosen]
 
     def ask(self, n: int = 1) -> list[Arch]:
         out: list[Arch] = []
@@ -151,6 +190,8 @@ class NeuralPredictorSearch(Sampler):
                     break  # waiting for the training queries' scores
                 if self.ranked is None:
                     self._rank()
+                if not self.ranked and self.cost is not None:
+                    self.ranked = self._next_soft_pareto_layer()
                 batch = self.ranked[: n - len(out)]
                 self.ranked = self.ranked[len(batch) :]
             if not batch:
