@@ -129,25 +129,37 @@ def test_regularized_evolution_ages_out_the_oldest(cora):
         ev.query(cora.archs[0])
 
 
-def test_neural_predictor_queries_n_then_top_k(cora):
-    class Oracle:  # predicts the true validation accuracy: top-K must then be the best
-        def fit(self, archs, y):
-            return self
+class Oracle:
+    """Predicts the true validation accuracy, so the predictor's picks are known."""
 
-        def predict(self, archs):
-            return np.array([cora.rows[a]["valid"] for a in archs])
+    def __init__(self, table) -> None:
+        self.table = table
 
+    def fit(self, archs, y):
+        return self
+
+    def predict(self, archs):
+        return np.array([self.table.rows[a]["valid"] for a in archs])
+
+
+def run_oracle_search(table, budget: int, cost=None) -> Evaluator:
     search = NeuralPredictorSearch(
-        cora.space,
+        table.space,
         seed=0,
         n_train=10,
-        candidates=cora.archs,
-        predictor_factory=lambda seed: Oracle(),
+        candidates=table.archs,
+        predictor_factory=lambda seed: Oracle(table),
+        cost=cost,
     )
-    ev = Evaluator(cora, budget=15)
-    for _ in range(15):
+    ev = Evaluator(table, budget=budget)
+    for _ in range(budget):
         arch = search.ask(1)[0]
         search.tell([arch], [ev.query(arch)])
+    return ev
+
+
+def test_neural_predictor_queries_n_then_top_k(cora):
+    ev = run_oracle_search(cora, 15)  # the oracle's top-K must then be the best
     unseen = [a for a in cora.archs if a not in set(ev.history[:10])]
     best5 = sorted((cora.rows[a]["valid"] for a in unseen), reverse=True)[:5]
     assert [cora.rows[a]["valid"] for a in ev.history[10:]] == best5  # ties may swap archs
@@ -176,26 +188,7 @@ def test_pareto_ranks_and_hypervolume_on_hand_made_points():
 
 def test_neural_predictor_queries_the_soft_pareto_set_with_a_cost(cora):
     latency = dict(zip(cora.archs, cora.cost("latency"), strict=True))
-
-    class Oracle:
-        def fit(self, archs, y):
-            return self
-
-        def predict(self, archs):
-            return np.array([cora.rows[a]["valid"] for a in archs])
-
-    search = NeuralPredictorSearch(
-        cora.space,
-        seed=0,
-        n_train=10,
-        candidates=cora.archs,
-        predictor_factory=lambda seed: Oracle(),
-        cost=latency.__getitem__,
-    )
-    ev = Evaluator(cora, budget=40)
-    for _ in range(40):
-        arch = search.ask(1)[0]
-        search.tell([arch], [ev.query(arch)])
+    ev = run_oracle_search(cora, 40, cost=latency.__getitem__)
     unseen = [a for a in cora.archs if a not in set(ev.history[:10])]
     idx = soft_pareto([latency[a] for a in unseen], [cora.rows[a]["valid"] for a in unseen])
     soft = {unseen[i] for i in idx}
