@@ -62,14 +62,59 @@ def predictor_tau(dataset: str, n: int = 172, seed: int = 0, held_out: int = 500
     return out
 
 
+def n_vs_k(dataset: str, ns: list[int], runs: int, budget: int) -> dict:
+    """Figure 7: the Neural Predictor's curve for several N at a fixed total budget N + K."""
+    path = OUT / f"nvsk_{dataset}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    out: dict = {"benchmark": f"nas-bench-graph:{dataset}", "budget": budget, "runs": runs}
+    out["curves"] = {}
+    for n in ns:
+        r = compare(out["benchmark"], ["npred"], budget, runs, npred_n=n)
+        out["curves"][str(n)] = r["strategies"]["npred"]
+    path.write_text(json.dumps(out))
+    plot_n_vs_k(out, OUT / f"nvsk_{dataset}.png")
+    return out
+
+
+def plot_n_vs_k(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for i, (n, c) in enumerate(result["curves"].items()):
+        q = np.array(c["queries"])
+        color = f"C{i}"
+        for ax, key in zip(axes, ("valid", "test"), strict=True):
+            m, s = np.array(c[f"{key}_mean"]), np.array(c[f"{key}_std"])
+            ax.plot(q, m, color=color, label=f"N = {n}")
+            ax.fill_between(q, m - s, m + s, color=color, alpha=0.1)
+            ax.axvline(int(n), color=color, ls=":", lw=1)
+    for ax, key in zip(axes, ("validation", "test"), strict=True):
+        ax.set_xlabel("total queries N + K")
+        ax.set_ylabel(f"{key} accuracy of the best found")
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.suptitle(f"{result['benchmark']}: Neural Predictor, N vs K ({result['runs']} runs)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=50)
     ap.add_argument("--budget", type=int, default=500)
     ap.add_argument("--datasets", nargs="+", default=list(NB_GRAPH_DATASETS))
     ap.add_argument("--skip-walltime", action="store_true")
+    ap.add_argument("--nvsk-datasets", nargs="*", default=["cora", "citeseer", "pubmed"])
+    ap.add_argument("--nvsk-n", nargs="+", type=int, default=[20, 50, 100, 172, 300])
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
+    for ds in args.nvsk_datasets:
+        n_vs_k(ds, args.nvsk_n, args.runs, args.budget)
     if not args.skip_walltime and not (OUT / "harness_walltime.json").is_file():
         t = time.perf_counter()
         compare("nas-bench-graph:cora", ["random", "re", "npred"], 300, 100)
