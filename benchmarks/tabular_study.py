@@ -1,15 +1,19 @@
-"""NAS-Bench-Graph study: strategies on all 9 datasets, predictor rank quality, harness speed.
+"""NAS-Bench-Graph study: strategies on all 9 datasets, N vs K, predictor rank quality,
+harness speed.
 
 Run: python benchmarks/tabular_study.py [--runs 50] [--datasets cora ...]
-Writes benchmarks/results/tabular/<dataset>.json (one per dataset; finished datasets are
-skipped, so the study can be resumed), harness_walltime.json, predictors_tau.json, and
-benchmarks/results/tabular_summary.json + tabular_curves.png.
+Writes to benchmarks/results/tabular/: <dataset>.json + .png (random, RE and the Neural
+Predictor, budget 500), nvsk_<dataset>.json + .png (Figure 7: N vs K on the three tuning
+datasets), predictors_tau.json (Kendall tau at N = 172), harness_walltime.json; and
+benchmarks/results/tabular_summary.json. Finished parts are skipped, so a killed study
+resumes. ``--report`` prints the BENCHMARKS.md tables from the JSON.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -18,6 +22,7 @@ import numpy as np
 from samplenas.bench import load_benchmark
 from samplenas.bench.harness import compare, plot_curves
 from samplenas.bench.table import NB_GRAPH_DATASETS
+from samplenas.io import atomic_write_json
 from samplenas.predictors import kendall_tau
 from samplenas.predictors.registry import make_predictor
 
@@ -43,7 +48,7 @@ def study(dataset: str, runs: int, budget: int) -> dict:
         result["strategies"]["npred"]["valid_mean"], re_500
     )
     OUT.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result))
+    atomic_write_json(path, result)
     plot_curves(result, OUT / f"{dataset}.png")
     return result
 
@@ -72,7 +77,7 @@ def n_vs_k(dataset: str, ns: list[int], runs: int, budget: int) -> dict:
     for n in ns:
         r = compare(out["benchmark"], ["npred"], budget, runs, npred_n=n)
         out["curves"][str(n)] = r["strategies"]["npred"]
-    path.write_text(json.dumps(out))
+    atomic_write_json(path, out)
     plot_n_vs_k(out, OUT / f"nvsk_{dataset}.png")
     return out
 
@@ -103,31 +108,82 @@ def plot_n_vs_k(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def table_noise() -> dict:
+    """How much of each table's top is measurement noise: Kendall tau between validation
+    and test accuracy over all architectures and over the top 1% by validation."""
+    path = OUT / "table_noise.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    out = {}
+    for ds in NB_GRAPH_DATASETS:
+        table = load_benchmark(f"nas-bench-graph:{ds}")
+        v, t = table.valid, table.test
+        top = v >= np.quantile(v, 0.99)
+        out[ds] = {
+            "tau_valid_test_all": kendall_tau(v, t),
+            "tau_valid_test_top1pct": kendall_tau(v[top], t[top]),
+            "valid_std": float(v.std()),
+            "top1pct_valid_range": [float(v[top].min()), float(v.max())],
+        }
+    atomic_write_json(path, out)
+    return out
+
+
+def report(summary: dict, walltime: dict, noise: dict) -> str:
+    """The BENCHMARKS.md tables, from the study's JSON."""
+    lines = [
+        "| dataset | RE mean valid @500 | npred queries to reach it | npred @500 | "
+        "τ GCN | τ RF | τ MLP | τ(valid, test) all / top 1% |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for ds, s in summary.items():
+        q = s["npred_queries_to_re_final"]
+        npred500 = s["marks"]["npred"]["500"][0]
+        t = s["tau_n172"]
+        lines.append(
+            f"| {ds} | {s['re_final_valid_mean']:.4f} | {q if q else 'not reached'} | "
+            f"{npred500:.4f} | {t['gcn']:.2f} | {t['rf']:.2f} | {t['mlp']:.2f} | "
+            f"{noise[ds]['tau_valid_test_all']:.2f} / {noise[ds]['tau_valid_test_top1pct']:.2f} |"
+        )
+    lines += ["", "| dataset | strategy | q = 50 | q = 100 | q = 200 | q = 300 | q = 500 |"]
+    lines.append("|---|---|---|---|---|---|---|")
+    for ds, s in summary.items():
+        for name, marks in s["marks"].items():
+            cells = [f"{v[0]:.4f}±{v[1]:.4f} ({v[2]:.4f})" for v in marks.values()]
+            lines.append(f"| {ds} | {name} | " + " | ".join(cells) + " |")
+    lines += ["", f"harness wall time: {walltime['wall_seconds']:.1f} s"]
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=50)
     ap.add_argument("--budget", type=int, default=500)
     ap.add_argument("--datasets", nargs="+", default=list(NB_GRAPH_DATASETS))
     ap.add_argument("--skip-walltime", action="store_true")
+    ap.add_argument("--report", action="store_true", help="print the markdown tables and stop")
     ap.add_argument("--nvsk-datasets", nargs="*", default=["cora", "citeseer", "pubmed"])
     ap.add_argument("--nvsk-n", nargs="+", type=int, default=[20, 50, 100, 172, 300])
     args = ap.parse_args()
+    if args.report:
+        summary = json.loads((OUT.parent / "tabular_summary.json").read_text())
+        walltime = json.loads((OUT / "harness_walltime.json").read_text())
+        print(report(summary, walltime, table_noise()))
+        return
     OUT.mkdir(parents=True, exist_ok=True)
     for ds in args.nvsk_datasets:
         n_vs_k(ds, args.nvsk_n, args.runs, args.budget)
     if not args.skip_walltime and not (OUT / "harness_walltime.json").is_file():
         t = time.perf_counter()
         compare("nas-bench-graph:cora", ["random", "re", "npred"], 300, 100)
-        (OUT / "harness_walltime.json").write_text(
-            json.dumps(
-                {
-                    "benchmark": "nas-bench-graph:cora",
-                    "runs": 100,
-                    "strategies": 3,
-                    "budget": 300,
-                    "wall_seconds": time.perf_counter() - t,
-                }
-            )
+        atomic_write_json(
+            OUT / "harness_walltime.json",
+            {
+                "command": "samplenas bench --benchmark nas-bench-graph:cora --runs 100 "
+                "--budget 300 --strategies random,re,npred",
+                "workers": os.cpu_count(),
+                "wall_seconds": time.perf_counter() - t,
+            },
         )
     summary = {}
     tau_path = OUT / "predictors_tau.json"
@@ -136,7 +192,7 @@ def main() -> None:
         r = study(ds, args.runs, args.budget)
         if ds not in taus:
             taus[ds] = predictor_tau(ds)
-            tau_path.write_text(json.dumps(taus, indent=1))
+            atomic_write_json(tau_path, taus)
         marks = {}
         for name, c in r["strategies"].items():
             marks[name] = {
@@ -156,7 +212,8 @@ def main() -> None:
             "tau_n172": taus[ds],
         }
         print(ds, json.dumps(summary[ds]["npred_queries_to_re_final"]), taus[ds], flush=True)
-    (OUT.parent / "tabular_summary.json").write_text(json.dumps(summary, indent=1))
+    atomic_write_json(OUT.parent / "tabular_summary.json", summary)
+    table_noise()
 
 
 if __name__ == "__main__":
