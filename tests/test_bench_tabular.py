@@ -108,6 +108,27 @@ def test_strategies_respect_the_budget_and_never_see_test_accuracy(cora, strateg
     assert not any(hasattr(sampler, n) for n in ("test", "evaluator", "table"))
 
 
+@pytest.mark.parametrize("strategy", ["re", "npred-rf"])
+def test_scrambling_the_test_column_changes_no_decision(cora, strategy, monkeypatch):
+    from samplenas.bench import harness
+    from samplenas.bench.table import Table
+
+    rng = np.random.default_rng(0)
+    scrambled = Table(
+        cora.name, cora.space, {a: {**m, "test": float(rng.random())} for a, m in cora.rows.items()}
+    )
+    evaluators = []
+    monkeypatch.setattr(
+        harness, "Evaluator", lambda t, b: evaluators.append(Evaluator(t, b)) or evaluators[-1]
+    )
+    curves = [
+        run_once(table, strategy, seed=1, budget=70, npred_n=20) for table in (cora, scrambled)
+    ]
+    assert evaluators[0].history == evaluators[1].history  # the same queries, in order
+    assert np.array_equal(curves[0][0], curves[1][0])
+    assert not np.array_equal(curves[0][1], curves[1][1])  # only the report differs
+
+
 def test_random_search_never_repeats(cora):
     valid, _ = run_once(cora, "random", seed=3, budget=200)
     from samplenas.search.strategies import RandomSearch
