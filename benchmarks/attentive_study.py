@@ -1,24 +1,31 @@
 """The AttentiveNAS sampling study at our scale (paper Figures 5 and 6), resumable.
 
-Run: python benchmarks/attentive_study.py [--seeds 0 1 2] [--steps 860] [--stage all]
-Writes runs/study/<strategy>-s<seed>/ (gitignored) and, from them,
+Run: python benchmarks/attentive_study.py [--seeds 0 1 2] [--steps 430] [--subnets 70]
+Trains in runs/study/<strategy>-s<seed>/ (gitignored, resumable) and keeps each finished
+(strategy, seed) unit in benchmarks/results/attentive_study/ (committed), so the study
+spans sessions even when runs/ does not survive; from the units it writes
 benchmarks/results/attentive_study.json, attentive_fig5.png and attentive_fig6.png.
+`--report` only re-aggregates the committed units.
 
 Every strategy trains the same recipe (configs/fashion.yaml, shortened to --steps
 optimizer steps) with a different sampler for the two attentive slots: uniform,
 BestUp-3 / WorstUp-3 (loss), BestUp-50 / WorstUp-50 (acc). The -acc samplers score
 candidates with a random-forest predictor fitted on sub-networks of the uniform run of
-the same seed. Figure 5: top-1 of ≥ 200 FLOPs-stratified random sub-networks per run;
-Figure 6: best top-1 per FLOPs bucket (the evaluated Pareto front) minus uniform's.
-Every stage skips what is already on disk, so the study can span sessions.
+the same seed (its data and forest are kept in the units directory too). Figure 5:
+top-1 of FLOPs-stratified random sub-networks (70 per run, 210 per strategy over three
+seeds); Figure 6: best top-1 per FLOPs bucket (an evolutionary search's front) minus
+uniform's. Sized to about three hours of the 2-core host (one epoch of training per run,
+sub-networks scored on 1,000 validation images after calibrating BN on 4 x 256).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +33,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "runs" / "study"
 RESULTS = ROOT / "benchmarks" / "results"
+UNITS = RESULTS / "attentive_study"
+EVAL = ["--val-images", "1000", "--calib-batches", "4"]
 STRATEGIES = ["uniform", "bestup-3-loss", "worstup-3-loss", "bestup-50-acc", "worstup-50-acc"]
 
 
@@ -74,24 +83,17 @@ def train(strategy: str, seed: int, steps: int) -> Path:
 
 
 def fit_predictor(seed: int, steps: int) -> Path:
+    """The -acc samplers' forest for ``seed``: committed copy, else fit on uniform's run."""
+    kept = UNITS / f"predictor-s{seed}"
+    if (kept / "forest.npz").is_file():
+        return kept / "forest.npz"
     base = train("uniform", seed, steps)
-    path = base / "predictor" / "forest.npz"
-    if not path.is_file():
-        cli(
-            "predictor",
-            "fit",
-            "--run",
-            str(base),
-            "--n",
-            "512",
-            "--val-images",
-            "2000",
-            "--calib-batches",
-            "4",
-            "--seed",
-            str(seed),
-        )
-    return path
+    if not (base / "predictor" / "forest.npz").is_file():
+        cli("predictor", "fit", "--run", str(base), "--n", "256", *EVAL, "--seed", str(seed))
+    kept.mkdir(parents=True, exist_ok=True)
+    for name in ("forest.npz", "dataset.json", "fit.json"):
+        shutil.copy2(base / "predictor" / name, kept / name)
+    return kept / "forest.npz"
 
 
 def sample_subnets(run: Path, n: int) -> list[dict]:
@@ -110,7 +112,7 @@ def sample_subnets(run: Path, n: int) -> list[dict]:
     targets = np.resize(buckets, n)
     archs = sampler.sample_in_buckets(targets)
     calib = r.calibration(4)
-    val = r.eval_loader("val", 2000)
+    val = r.eval_loader("val", 1000)
     rows = []
     for arch in archs:
         m = evaluate_subnet(r.supernet, arch, calib, val, r.cfg.train.channels_last)
@@ -126,41 +128,77 @@ def search(run: Path) -> list[dict]:
             "--run",
             str(run),
             "--population",
-            "64",
+            "32",
             "--mutations",
-            "32",
+            "16",
             "--crossovers",
-            "32",
+            "16",
             "--iterations",
-            "4",
-            "--val-images",
-            "2000",
-            "--calib-batches",
-            "4",
+            "3",
+            *EVAL,
         )
     return json.loads((run / "search" / "pareto.json").read_text())["front"]
+
+
+def run_unit(strategy: str, seed: int, steps: int, subnets: int) -> dict:
+    """Train, sample and search one (strategy, seed); the result is kept in UNITS."""
+    path = UNITS / f"{strategy}-s{seed}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    started = time.perf_counter()
+    run = train(strategy, seed, steps)
+    summary = json.loads((run / "run.json").read_text())
+    unit = {
+        "strategy": strategy,
+        "seed": seed,
+        "steps": steps,
+        "train_seconds": summary.get("train_seconds"),
+        "subnets": sample_subnets(run, subnets),
+        "front": search(run),
+    }
+    unit["unit_seconds"] = time.perf_counter() - started
+    UNITS.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(unit, indent=1))
+    tmp.replace(path)
+    return unit
+
+
+def collect(seeds: list[int], steps: int) -> dict:
+    results: dict = {"steps": steps, "seeds": seeds, "runs": {}}
+    for path in sorted(UNITS.glob("*-s*.json")):
+        unit = json.loads(path.read_text())
+        results["runs"][path.stem] = unit
+    for seed in seeds:
+        fit = UNITS / f"predictor-s{seed}" / "fit.json"
+        if fit.is_file():
+            results.setdefault("predictor_tau", {})[str(seed)] = json.loads(fit.read_text())[
+                "kendall_tau"
+            ]
+    return results
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--steps", type=int, default=860)
-    ap.add_argument("--subnets", type=int, default=210)
+    ap.add_argument("--steps", type=int, default=430)
+    ap.add_argument("--subnets", type=int, default=70)
     ap.add_argument("--strategies", nargs="+", default=STRATEGIES)
+    ap.add_argument("--report", action="store_true", help="only aggregate the kept units")
     args = ap.parse_args()
-    results: dict = {"steps": args.steps, "seeds": args.seeds, "runs": {}}
-    for seed in args.seeds:
-        for strategy in args.strategies:
-            run = train(strategy, seed, args.steps)
-            results["runs"][f"{strategy}-s{seed}"] = {
-                "strategy": strategy,
-                "seed": seed,
-                "subnets": sample_subnets(run, args.subnets),
-                "front": search(run),
-            }
-            RESULTS.mkdir(parents=True, exist_ok=True)
-            (RESULTS / "attentive_study.json").write_text(json.dumps(results, indent=1))
-    plot(results)
+    if not args.report:
+        for seed in args.seeds:
+            for strategy in args.strategies:
+                run_unit(strategy, seed, args.steps, args.subnets)
+                write(collect(args.seeds, args.steps))
+    write(collect(args.seeds, args.steps))
+
+
+def write(results: dict) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "attentive_study.json").write_text(json.dumps(results, indent=1))
+    if results["runs"]:
+        plot(results)
 
 
 def plot(results: dict) -> None:
