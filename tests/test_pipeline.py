@@ -102,13 +102,47 @@ def test_predictor_fit_reports_kendall_tau(run_dir, capsys):
     assert main(argv) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["n"] == 40 and -1 <= result["kendall_tau"] <= 1
+    assert -1 <= result["split_half_tau"] <= 1 and 0 <= result["tau_ceiling"] <= 1
     dataset = json.loads(Path(result["dataset"]).read_text())
     assert len(dataset) == 40 and {"arch", "val_top1", "mflops"} <= set(dataset[0])
+    for row in dataset:  # equal halves: the label is the mean of the two measurements
+        assert row["val_top1"] == pytest.approx((row["val_top1_a"] + row["val_top1_b"]) / 2)
     predictor = load_predictor(result["predictor"])
     archs = [predictor.space.validate(d["arch"]) for d in dataset]
     assert predictor.predict(archs).shape == (40,)
     assert main(argv) == 0  # a second fit re-evaluates nothing
     assert (run_dir / "predictor" / "dataset.jsonl").read_text().count("\n") == 40
+
+
+def test_accuracy_halves_split_images_by_parity_across_batches():
+    from samplenas.train.evaluate import accuracy
+
+    class Echo(torch.nn.Module):  # logits = the input, so the prediction is known
+        def forward(self, x):
+            return x
+
+    labels = torch.zeros(7, dtype=torch.long)
+    guess = torch.tensor([0, 1, 0, 0, 1, 1, 0])  # right on images 0, 2, 3, 6
+    logits = torch.nn.functional.one_hot(guess, 2).float()
+    batches = [(logits[:3], labels[:3]), (logits[3:], labels[3:])]  # odd-sized first batch
+    r = accuracy(Echo(), batches, halves=True)
+    assert r["top1"] == pytest.approx(100 * 4 / 7)
+    assert r["top1_a"] == pytest.approx(100 * 3 / 4)  # even images 0, 2, 4, 6: 0, 2, 6 right
+    assert r["top1_b"] == pytest.approx(100 * 1 / 3)  # odd images 1, 3, 5: 3 right
+
+
+def test_tau_ceiling_matches_a_perfect_predictor_on_simulated_noise():
+    from samplenas.predictors import tau_ceiling
+
+    rng = np.random.default_rng(0)
+    truth = rng.normal(90, 1.0, 4000)
+    for noise in (0.3, 1.0, 2.0):  # per-half noise; the label averages the two halves
+        a = truth + rng.normal(0, noise, truth.size)
+        b = truth + rng.normal(0, noise, truth.size)
+        perfect = kendall_tau((a + b) / 2, truth)
+        assert tau_ceiling(a, b) == pytest.approx(perfect, abs=0.02)
+    assert tau_ceiling(truth, truth) == pytest.approx(1.0)
+    assert tau_ceiling(rng.normal(size=50), rng.normal(size=50)) < 0.3
 
 
 def test_kendall_tau_and_forest_on_a_known_function():

@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_fit(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from samplenas.predictors import RandomForestPredictor, kendall_tau
+    from samplenas.predictors import RandomForestPredictor, kendall_tau, tau_ceiling
     from samplenas.search.archive import Archive
     from samplenas.train.evaluate import evaluate_subnet
     from samplenas.train.runs import load_run
@@ -64,9 +64,20 @@ def cmd_fit(args: argparse.Namespace) -> int:
     val = run.eval_loader("val", args.val_images)
     for arch in tqdm(archs, disable=args.no_progress, unit="arch"):
         if arch not in archive:
-            r = evaluate_subnet(run.supernet, arch, calib, val, run.cfg.train.channels_last)
-            archive.add(arch, {"val_top1": r["top1"], "mflops": run.space.cost(arch).mflops})
-    y = np.array([archive.get(a)["val_top1"] for a in archs])
+            r = evaluate_subnet(
+                run.supernet, arch, calib, val, run.cfg.train.channels_last, halves=True
+            )
+            archive.add(
+                arch,
+                {
+                    "val_top1": r["top1"],
+                    "val_top1_a": r["top1_a"],
+                    "val_top1_b": r["top1_b"],
+                    "mflops": run.space.cost(arch).mflops,
+                },
+            )
+    rows = [archive.get(a) for a in archs]
+    y = np.array([row["val_top1"] for row in rows])
     half = len(archs) // 2
     held_out = RandomForestPredictor(run.space, seed=args.seed).fit(archs[:half], y[:half])
     tau = kendall_tau(y[half:], held_out.predict(archs[half:]))
@@ -84,6 +95,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
         "dataset": str(out / "dataset.json"),
         "val_top1_range": [float(y.min()), float(y.max())],
     }
+    if all("val_top1_a" in row for row in rows):  # archives written before halves lack them
+        a = [row["val_top1_a"] for row in rows]
+        b = [row["val_top1_b"] for row in rows]
+        result["split_half_tau"] = kendall_tau(a, b)
+        result["tau_ceiling"] = tau_ceiling(a, b)
     atomic_write_json(out / "fit.json", result)
     if args.json:
         print_json(result)
@@ -92,6 +108,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
             f"Kendall tau {tau:.3f} on {len(archs) - half} held-out sub-networks "
             f"(random forest, 100 trees, depth 15, fit on {half}); predictor: {out / 'forest.npz'}"
         )
+        if "tau_ceiling" in result:
+            print(
+                f"measurement noise: the two halves of the {args.val_images or 'all'} "
+                f"validation images agree with tau {result['split_half_tau']:.3f}; a perfect "
+                f"predictor would score about {result['tau_ceiling']:.3f}"
+            )
     return 0
 
 

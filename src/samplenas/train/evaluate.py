@@ -24,17 +24,33 @@ def accuracy(
     model: nn.Module,
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     device: torch.device | str = "cpu",
+    halves: bool = False,
 ) -> dict[str, float]:
-    """Top-1 (%) and mean cross-entropy of ``model`` in eval mode."""
+    """Top-1 (%) and mean cross-entropy of ``model`` in eval mode.
+
+    With ``halves``, also the top-1 of the even- and odd-numbered images alone
+    (``top1_a``, ``top1_b``): two independent measurements of the same network, whose
+    agreement tells how much of a ranking of networks is measurement noise.
+    """
     model.eval()
     correct, total, loss_sum = 0, 0, 0.0
+    hits = [0, 0]
     for x, y in batches:
         x, y = x.to(device), y.to(device)
         logits = model(x)
         loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
-        correct += int((logits.argmax(1) == y).sum())
+        hit = logits.argmax(1) == y
+        if halves:  # parity of the image's index in the whole stream
+            first = total % 2
+            hits[0] += int(hit[first::2].sum())
+            hits[1] += int(hit[1 - first :: 2].sum())
+        correct += int(hit.sum())
         total += len(y)
-    return {"top1": 100.0 * correct / max(total, 1), "loss": loss_sum / max(total, 1)}
+    out = {"top1": 100.0 * correct / max(total, 1), "loss": loss_sum / max(total, 1)}
+    if halves:
+        out["top1_a"] = 100.0 * hits[0] / max((total + 1) // 2, 1)
+        out["top1_b"] = 100.0 * hits[1] / max(total // 2, 1)
+    return out
 
 
 def calibration_batches(loader: BatchLoader, num_batches: int) -> list[torch.Tensor]:
@@ -90,12 +106,16 @@ def evaluate_subnet(
     eval_loader: BatchLoader,
     channels_last: bool = False,
     device: torch.device | str = "cpu",
+    halves: bool = False,
 ) -> dict[str, float]:
-    """Export ``arch``, re-estimate its BN statistics on ``calib``, measure on ``eval_loader``."""
+    """Export ``arch``, re-estimate its BN statistics on ``calib``, measure on ``eval_loader``.
+
+    ``halves``: also the top-1 of each half of the images (see ``accuracy``).
+    """
     from samplenas.supernet import calibrate_bn
 
     model = supernet.export(arch).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     calibrate_bn(model, (x.to(device) for x in calib), len(calib))
-    return accuracy(model, eval_loader.epoch(0), device)
+    return accuracy(model, eval_loader.epoch(0), device, halves=halves)
