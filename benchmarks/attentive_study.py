@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "runs" / "study"
@@ -45,11 +46,18 @@ def cli(*argv: str) -> None:
 
 
 def steps_recipe(steps: int) -> list[str]:
-    """configs/fashion.yaml cut to ``steps`` optimizer steps (same schedule shape)."""
+    """configs/fashion.yaml cut to ``steps`` optimizer steps, same schedule shape.
+
+    The warm-up keeps its share of the schedule (0.5 of 9 epochs in the recipe), so a
+    one-epoch run does not spend half of itself warming up.
+    """
+    recipe = yaml.safe_load((ROOT / "configs" / "fashion.yaml").read_text())["train"]
     per_epoch = 55_000 // 128
     subset = min(55_000, steps * 128) if steps < per_epoch else None
     epochs = max(1, round(steps / per_epoch))
+    warmup = recipe["warmup_epochs"] / recipe["epochs"] * epochs
     out = ["--epochs", str(epochs), "--set", "eval_every_epochs=0"]
+    out += ["--set", f"train.warmup_epochs={warmup:.4f}"]
     if subset:
         out += ["--set", f"data.train_subset={subset}"]
     return out
@@ -225,7 +233,9 @@ def plot(results: dict) -> None:
                     if edges[b] <= row["mflops"] <= edges[b + 1]
                 ]
             )
-        ax.boxplot(data, labels=[s.replace("-", "\n", 1) for s in strategies], showfliers=False)
+        ax.boxplot(
+            data, tick_labels=[s.replace("-", "\n", 1) for s in strategies], showfliers=False
+        )
         ax.set_title(f"{edges[b]:.1f}-{edges[b + 1]:.1f} MFLOPs")
         ax.tick_params(axis="x", labelsize=7)
     axes[0].set_ylabel("val top-1 (%)")
@@ -252,7 +262,8 @@ def plot(results: dict) -> None:
     ax.axhline(0, color="k", lw=0.8)
     ax.set_xlabel("MFLOPs")
     ax.set_ylabel("Pareto top-1 gain over uniform (pp)")
-    ax.legend()
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
     fig.tight_layout()
     fig.savefig(RESULTS / "attentive_fig6.png", dpi=110)
 
