@@ -130,6 +130,7 @@ def test_divergence_stops_with_the_last_good_checkpoint(tmp_path, monkeypatch, c
         (["--set", "train.bogus=1"], "unknown config key 'train.bogus'"),
         (["--set", "train.lr=-1"], "config key 'train.lr' must be positive"),
         (["--sampler", "nope"], "unknown sampler 'nope'"),
+        (["--set", "train.grad_clip_mode=max"], "'train.grad_clip_mode' must be norm or value"),
         (
             ["--set", "data.dataset=fashion-mnist", "--data-dir", "/nonexistent"],
             "apt-get install -y dataset-fashion-mnist",
@@ -140,6 +141,25 @@ def test_bad_training_input_exits_2(tmp_path, extra, message):
     proc = cli("train", "--config", TINY, "--out", str(tmp_path / "r"), "--no-progress", *extra)
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_gradient_clipping_by_norm_and_by_value():
+    from samplenas.train.trainer import clip_gradients
+
+    def grads():
+        a, b = torch.zeros(2, requires_grad=True), torch.zeros(1, requires_grad=True)
+        a.grad, b.grad = torch.tensor([3.0, -0.5]), torch.tensor([0.0])
+        return [a, b]
+
+    params = grads()  # norm: the whole gradient is rescaled to norm 1
+    assert clip_gradients(params, 1.0, "norm") == pytest.approx(9.25**0.5)
+    assert float(params[0].grad.norm()) == pytest.approx(1.0, rel=1e-4)
+    params = grads()  # value: only the element beyond the limit changes
+    assert clip_gradients(params, 1.0, "value") == pytest.approx(9.25**0.5)
+    assert params[0].grad.tolist() == [1.0, -0.5]
+    params = grads()  # 0 disables clipping, the norm is still reported
+    assert clip_gradients(params, 0.0, "norm") == pytest.approx(9.25**0.5)
+    assert params[0].grad.tolist() == [3.0, -0.5]
 
 
 def test_eval_of_a_missing_run_exits_2(tmp_path):

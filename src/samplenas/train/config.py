@@ -43,7 +43,8 @@ class OptimConfig:
     label_smoothing: float = 0.1
     dropout: float = 0.2  # largest sub-network only
     drop_path: float = 0.2  # largest sub-network only
-    grad_clip: float = 1.0  # max global gradient norm; 0 disables
+    grad_clip: float = 1.0  # 0 disables
+    grad_clip_mode: str = "norm"  # "norm": global L2 norm; "value": each element (official code)
     num_random: int = 2  # sub-networks per step between the largest and the smallest
     distill: bool = True  # in-place distillation from the largest
     channels_last: bool = True
@@ -153,6 +154,7 @@ def _check(cfg: RunConfig) -> RunConfig:
         (t.num_random >= 0, "train.num_random", "non-negative"),
         (t.warmup_epochs >= 0, "train.warmup_epochs", "non-negative"),
         (t.grad_clip >= 0, "train.grad_clip", "non-negative"),
+        (t.grad_clip_mode in ("norm", "value"), "train.grad_clip_mode", "norm or value"),
         (cfg.calibration.batches >= 1, "calibration.batches", "at least 1"),
         (cfg.calibration.split in ("train", "val"), "calibration.split", "train or val"),
         (cfg.checkpoint.every_steps >= 1, "checkpoint.every_steps", "at least 1"),

@@ -68,6 +68,23 @@ def check_space_fits_data(space: MBConvSpace, data: DataSplits) -> None:
         )
 
 
+def clip_gradients(params: list[torch.Tensor], limit: float, mode: str) -> float:
+    """Clip the summed sandwich gradient; returns its global L2 norm before clipping.
+
+    ``norm`` rescales the whole gradient to norm <= limit; ``value`` clamps each element
+    to [-limit, limit], as the official AttentiveNAS code does (``grad_clip_value``),
+    which leaves the step size alone unless single elements explode.
+    """
+    if not params:
+        return 0.0
+    if limit > 0 and mode == "norm":
+        return float(torch.nn.utils.clip_grad_norm_(params, limit))
+    norm = float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params])))
+    if limit > 0:
+        torch.nn.utils.clip_grad_value_(params, limit)
+    return norm
+
+
 def lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
     """Linear warm-up, then cosine decay to ``min_ratio`` of the peak."""
     if warmup > 0 and step < warmup:
@@ -263,14 +280,14 @@ class Trainer:
             raise TrainingDiverged(f"loss is {stacked.tolist()} at step {self.step}")
         params = [p for p in model.parameters() if p.grad is not None]
         D.all_reduce_gradients(params, self.dist)
-        if t.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, t.grad_clip)
+        grad_norm = clip_gradients(params, t.grad_clip, t.grad_clip_mode)
         self.optimizer.step()
         self.scheduler.step()
         return {
             "loss_largest": float(stacked[0]),
             "loss_smallest": float(stacked[-1]),
             "loss_mean": float(stacked.mean()),
+            "grad_norm": grad_norm,
         }
 
     # -- validation -------------------------------------------------------------------
