@@ -103,6 +103,7 @@ def test_predictor_fit_reports_kendall_tau(run_dir, capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["n"] == 40 and -1 <= result["kendall_tau"] <= 1
     assert -1 <= result["split_half_tau"] <= 1 and 0 <= result["tau_ceiling"] <= 1
+    assert result["tau_ceiling_all_val"] >= result["tau_ceiling"]  # more images, less noise
     dataset = json.loads(Path(result["dataset"]).read_text())
     assert len(dataset) == 40 and {"arch", "val_top1", "mflops"} <= set(dataset[0])
     for row in dataset:  # equal halves: the label is the mean of the two measurements
@@ -141,6 +142,9 @@ def test_tau_ceiling_matches_a_perfect_predictor_on_simulated_noise():
         b = truth + rng.normal(0, noise, truth.size)
         perfect = kendall_tau((a + b) / 2, truth)
         assert tau_ceiling(a, b) == pytest.approx(perfect, abs=0.02)
+        more = truth + rng.normal(0, noise / 5**0.5, truth.size)  # 5 halves' worth of images
+        projected = tau_ceiling(a, b, halves_per_label=5)
+        assert projected == pytest.approx(kendall_tau(more, truth), abs=0.02)
     assert tau_ceiling(truth, truth) == pytest.approx(1.0)
     assert tau_ceiling(rng.normal(size=50), rng.normal(size=50)) < 0.3
 

@@ -100,6 +100,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
         b = [row["val_top1_b"] for row in rows]
         result["split_half_tau"] = kendall_tau(a, b)
         result["tau_ceiling"] = tau_ceiling(a, b)
+        used = sum(len(labels) for _, labels in val.epoch(0))
+        every = len(run.data.split("val").labels)
+        result["tau_ceiling_all_val"] = tau_ceiling(a, b, 2 * every / used)
     atomic_write_json(out / "fit.json", result)
     if args.json:
         print_json(result)
@@ -112,7 +115,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
             print(
                 f"measurement noise: the two halves of the {args.val_images or 'all'} "
                 f"validation images agree with tau {result['split_half_tau']:.3f}; a perfect "
-                f"predictor would score about {result['tau_ceiling']:.3f}"
+                f"predictor would score about {result['tau_ceiling']:.3f} "
+                f"({result['tau_ceiling_all_val']:.3f} with all validation images)"
             )
     return 0
 

@@ -21,13 +21,16 @@ def kendall_tau(y_true: Sequence[float], y_pred: Sequence[float]) -> float:
     return float(tau) if np.isfinite(tau) else 0.0
 
 
-def tau_ceiling(half_a: Sequence[float], half_b: Sequence[float]) -> float:
+def tau_ceiling(
+    half_a: Sequence[float], half_b: Sequence[float], halves_per_label: float = 2.0
+) -> float:
     """The Kendall tau a perfect predictor would score against noisy measured accuracies.
 
     ``half_a`` / ``half_b`` measure the same networks on two disjoint, equal halves of the
-    evaluation images; the label used for fitting is their mean. Under additive Gaussian
-    noise, the halves' Pearson r is the reliability of one half; Spearman-Brown gives the
-    full measurement's, 2r / (1 + r); its square root is the full measurement's
+    evaluation images; the label used for fitting is their mean (``halves_per_label`` = 2;
+    a larger value projects to a label measured on that many halves' worth of images).
+    Under additive Gaussian noise, the halves' Pearson r is the reliability of one half;
+    Spearman-Brown gives the label's, k r / (1 + (k - 1) r); its square root is the label's
     correlation with the true accuracy, and Greiner's relation tau = (2 / pi) arcsin(rho)
     turns that into Kendall tau. A predictor's tau well below this is the predictor's
     fault; near it, only more evaluation images can raise tau.
@@ -38,7 +41,8 @@ def tau_ceiling(half_a: Sequence[float], half_b: Sequence[float]) -> float:
     r = float(np.corrcoef(a, b)[0, 1])
     if not np.isfinite(r) or r <= 0:
         return 0.0
-    reliability = 2 * r / (1 + r)
+    k = halves_per_label
+    reliability = k * r / (1 + (k - 1) * r)
     return float(2 / np.pi * np.arcsin(np.sqrt(reliability)))
 
 
