@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from samplenas.io import atomic_write_json
+
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "runs" / "study"
 RESULTS = ROOT / "benchmarks" / "results"
@@ -165,10 +167,7 @@ def run_unit(strategy: str, seed: int, steps: int, subnets: int) -> dict:
         "front": search(run),
     }
     unit["unit_seconds"] = time.perf_counter() - started
-    UNITS.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(unit, indent=1))
-    tmp.replace(path)
+    atomic_write_json(path, unit)
     return unit
 
 
@@ -203,8 +202,7 @@ def main() -> None:
 
 
 def write(results: dict) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "attentive_study.json").write_text(json.dumps(results, indent=1))
+    atomic_write_json(RESULTS / "attentive_study.json", results)
     if results["runs"]:
         plot(results)
 

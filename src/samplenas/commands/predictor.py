@@ -100,9 +100,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
         b = [row["val_top1_b"] for row in rows]
         result["split_half_tau"] = kendall_tau(a, b)
         result["tau_ceiling"] = tau_ceiling(a, b)
-        used = sum(len(labels) for _, labels in val.epoch(0))
-        every = len(run.data.split("val").labels)
-        result["tau_ceiling_all_val"] = tau_ceiling(a, b, 2 * every / used)
+        every = len(run.data.split("val"))
+        result["tau_ceiling_all_val"] = tau_ceiling(a, b, 2 * every / len(val.split))
     atomic_write_json(out / "fit.json", result)
     if args.json:
         print_json(result)
