@@ -111,6 +111,8 @@ def test_predictor_fit_reports_kendall_tau(run_dir, capsys):
     predictor = load_predictor(result["predictor"])
     archs = [predictor.space.validate(d["arch"]) for d in dataset]
     assert predictor.predict(archs).shape == (40,)
+    kept = json.loads((run_dir / "predictor" / "fit.json").read_text())
+    assert kept["predictor"] == "forest.npz"  # relative: the folder can move
     assert main(argv) == 0  # a second fit re-evaluates nothing
     assert (run_dir / "predictor" / "dataset.jsonl").read_text().count("\n") == 40
 

@@ -162,6 +162,84 @@ def test_gradient_clipping_by_norm_and_by_value():
     assert params[0].grad.tolist() == [3.0, -0.5]
 
 
+def test_fused_sgd_makes_the_same_update_as_the_reference_sgd():
+    from samplenas.train.optim import sgd
+
+    torch.manual_seed(0)
+    start = [torch.randn(40, 3), torch.randn(7)]
+    grads = [[torch.randn_like(w) for w in start] for _ in range(4)]
+    results = []
+    for make in (sgd, torch.optim.SGD):
+        params = [w.clone().requires_grad_() for w in start]
+        groups = [
+            {"params": params[:1], "weight_decay": 1e-3},
+            {"params": params[1:], "weight_decay": 0.0},
+        ]
+        opt = make(groups, lr=0.1, momentum=0.9, nesterov=True)
+        for step in grads:
+            for p, g in zip(params, step, strict=True):
+                p.grad = g.clone()
+            opt.step()
+        results.append([p.detach() for p in params])
+    for ours, reference in zip(*results, strict=True):
+        assert torch.allclose(ours, reference, atol=1e-6)
+
+
+def test_weight_average_follows_the_ema_formula():
+    from samplenas.train.ema import averaged_parameters, make_ema
+
+    model = torch.nn.Linear(3, 2)
+    ema = make_ema(model, 0.9)
+    first = model.weight.detach().clone()
+    ema.update_parameters(model)  # the first update copies
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    ema.update_parameters(model)
+    expected = 0.9 * first + 0.1 * (first + 1.0)
+    averaged = averaged_parameters(ema.state_dict(), model)
+    assert set(averaged) == {"weight", "bias"}
+    assert torch.allclose(averaged["weight"], expected, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def ema_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "ema"
+    argv = ["train", "--config", TINY, "--out", str(out), "--no-progress"]
+    assert main([*argv, "--set", "train.ema_decay=0.8"]) == 0
+    return out
+
+
+def test_ema_run_trains_the_same_weights_and_scores_their_average(tiny_run, ema_run, capsys):
+    state = load_checkpoint(ema_run / CHECKPOINT)
+    reference = load_checkpoint(tiny_run / CHECKPOINT)["model"]
+    for k in reference:  # the average is a by-product: training is unchanged
+        assert torch.equal(state["model"][k], reference[k]), k
+    assert "ema" in state and "ema" not in load_checkpoint(tiny_run / CHECKPOINT)
+    capsys.readouterr()
+    argv = ["eval", "--run", str(ema_run), "--arch", "largest", "--json"]
+    assert main([*argv, "--weights", "trained"]) == 0
+    trained = json.loads(capsys.readouterr().out)
+    assert trained == eval_json(tiny_run, "largest", capsys)
+    averaged = eval_json(ema_run, "largest", capsys)  # auto: the average
+    assert averaged != trained and averaged["top1"] > 85
+    history = json.loads((ema_run / "run.json").read_text())["history"]
+    assert history[-1]["val_top1_largest"] == pytest.approx(averaged["top1"])
+    proc = cli("eval", "--run", str(tiny_run), "--weights", "ema")
+    assert proc.returncode == 2 and "kept no weight average" in proc.stderr
+
+
+def test_killed_ema_run_resumes_to_the_same_average(ema_run, tmp_path):
+    out = tmp_path / "crashed"
+    argv = ["train", "--config", TINY, "--out", str(out), "--no-progress"]
+    proc = cli(*argv, "--set", "train.ema_decay=0.8", env={"SAMPLENAS_FAULT_AT_STEP": "7"})
+    assert proc.returncode == 137, proc.stderr
+    assert main(["train", "--resume", str(out), "--no-progress"]) == 0
+    resumed = load_checkpoint(out / CHECKPOINT)["ema"]
+    reference = load_checkpoint(ema_run / CHECKPOINT)["ema"]
+    for k in reference:
+        assert torch.equal(resumed[k], reference[k]), k
+
+
 def test_eval_of_a_missing_run_exits_2(tmp_path):
     proc = cli("eval", "--run", str(tmp_path), "--arch", "largest")
     assert proc.returncode == 2 and "not a trained run directory" in proc.stderr

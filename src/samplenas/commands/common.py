@@ -6,9 +6,19 @@ import argparse
 
 
 def add_evaluation_options(p: argparse.ArgumentParser) -> None:
-    """--calib-batches, --val-images, --data-dir, --no-progress and --json."""
+    """--calib-batches, --val-images, --data-dir, --weights, --no-progress and --json."""
     p.add_argument("--calib-batches", type=int, help="BN calibration batches (default: recipe's)")
     p.add_argument("--val-images", type=int, help="score on the first N validation images only")
     p.add_argument("--data-dir", help="folder holding the dataset files")
+    add_weights_option(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def add_weights_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--weights",
+        choices=["auto", "ema", "trained"],
+        default="auto",
+        help="supernet weights: the moving average when the run kept one (auto), or force one",
+    )

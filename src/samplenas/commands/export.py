@@ -7,6 +7,7 @@ import json
 import warnings
 from pathlib import Path
 
+from samplenas.commands.common import add_weights_option
 from samplenas.errors import UserError
 from samplenas.io import atomic_write_json, print_json, read_json_arg
 
@@ -22,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--calib-batches", type=int, help="BN calibration batches (default: recipe's)")
     p.add_argument("--data-dir", help="folder holding the dataset files")
+    add_weights_option(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_export)
 
@@ -48,7 +50,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from samplenas.supernet import calibrate_bn
     from samplenas.train.runs import load_run
 
-    run = load_run(args.run, data_dir=args.data_dir)
+    run = load_run(args.run, data_dir=args.data_dir, weights=args.weights)
     arch = resolve(run, args.arch)
     model = run.supernet.export(arch)
     calib = run.calibration(args.calib_batches)
@@ -63,6 +65,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         {
             "space": run.space.name,
             "arch": arch.to_json(),
+            "weights": run.weights,
             "input_shape": list(example.shape[1:]),
             "mean": list(run.data.mean),
             "std": list(run.data.std),

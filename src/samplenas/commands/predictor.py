@@ -51,7 +51,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     if args.n < 4:
         raise UserError("--n must be at least 4 (half to fit, half to test)")
-    run = load_run(args.run, data_dir=args.data_dir)
+    run = load_run(args.run, data_dir=args.data_dir, weights=args.weights)
     out = Path(args.run) / "predictor"
     archive = Archive(out / "dataset.jsonl")  # resumable: evaluated archs are kept
     archs = []
@@ -102,7 +102,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
         result["tau_ceiling"] = tau_ceiling(a, b)
         every = len(run.data.split("val"))
         result["tau_ceiling_all_val"] = tau_ceiling(a, b, 2 * every / len(val.split))
-    atomic_write_json(out / "fit.json", result)
+    # the kept report names its files relative to itself, so the folder can be moved
+    atomic_write_json(
+        out / "fit.json", {**result, "predictor": "forest.npz", "dataset": "dataset.json"}
+    )
     if args.json:
         print_json(result)
     else:

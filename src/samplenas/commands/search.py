@@ -47,7 +47,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             raise UserError(f"--{name} must be {'at least 1' if name == 'population' else '>= 0'}")
     if args.budget is not None and args.budget < 1:
         raise UserError("--budget must be at least 1")
-    run = load_run(args.run, data_dir=args.data_dir)
+    run = load_run(args.run, data_dir=args.data_dir, weights=args.weights)
     rng = tuple(args.mflops_range) if args.mflops_range else None
     cfg = SearchConfig(
         args.population,

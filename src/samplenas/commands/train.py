@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from samplenas.commands.common import add_weights_option
 from samplenas.errors import UserError
 from samplenas.io import print_json, read_json_arg
 
@@ -44,6 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="val", choices=["val", "test"])
     p.add_argument("--calib-batches", type=int, help="BN calibration batches (default: recipe's)")
     p.add_argument("--data-dir", help="folder holding the dataset files")
+    add_weights_option(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_eval)
 
@@ -120,7 +122,7 @@ def resolve_arch(space, text: str):
 def cmd_eval(args: argparse.Namespace) -> int:
     from samplenas.train.runs import load_run
 
-    run = load_run(args.run, data_dir=args.data_dir)
+    run = load_run(args.run, data_dir=args.data_dir, weights=args.weights)
     arch = resolve_arch(run.space, args.arch)
     result = run.evaluate(arch, args.split, args.calib_batches)
     cost = run.space.cost(arch)
@@ -136,6 +138,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:
         print(
             f"top-1 {out['top1']:.2f}%  loss {out['loss']:.4f}  {cost.mflops:.2f} MFLOPs  "
-            f"{cost.params_m:.3f} M params  ({args.split} split, BN calibrated)"
+            f"{cost.params_m:.3f} M params  ({args.split} split, BN calibrated, "
+            f"{run.weights} weights)"
         )
     return 0

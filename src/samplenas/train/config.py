@@ -49,6 +49,7 @@ class OptimConfig:
     distill: bool = True  # in-place distillation from the largest
     channels_last: bool = True
     threads: int = 0  # torch threads per process; 0 = all cores / processes
+    ema_decay: float = 0.0  # 0 = off; else eval/search/export use the weights' moving average
 
 
 @dataclass
@@ -155,6 +156,7 @@ def _check(cfg: RunConfig) -> RunConfig:
         (t.warmup_epochs >= 0, "train.warmup_epochs", "non-negative"),
         (t.grad_clip >= 0, "train.grad_clip", "non-negative"),
         (t.grad_clip_mode in ("norm", "value"), "train.grad_clip_mode", "norm or value"),
+        (0 <= t.ema_decay < 1, "train.ema_decay", "in [0, 1) (0 turns the average off)"),
         (cfg.calibration.batches >= 1, "calibration.batches", "at least 1"),
         (cfg.calibration.split in ("train", "val"), "calibration.split", "train or val"),
         (cfg.checkpoint.every_steps >= 1, "checkpoint.every_steps", "at least 1"),

@@ -13,6 +13,7 @@ from samplenas.errors import UserError
 from samplenas.space import Arch, MBConvSpace, load_space
 from samplenas.train.checkpoint import CHECKPOINT, load_checkpoint
 from samplenas.train.config import RunConfig, config_from_dict, merge
+from samplenas.train.ema import averaged_parameters
 from samplenas.train.evaluate import calibration_set, eval_loader, evaluate_subnet
 from samplenas.train.trainer import build_supernet, check_space_fits_data, load_run_data
 
@@ -25,6 +26,7 @@ class Run:
     data: DataSplits
     supernet: torch.nn.Module
     step: int
+    weights: str = "trained"  # or "ema": the moving average of the trained weights
 
     def calibration(self, num_batches: int | None = None) -> list[torch.Tensor]:
         return calibration_set(self.data, self.cfg, num_batches)
@@ -44,7 +46,12 @@ class Run:
         )
 
 
-def load_run(path: str | Path, data_dir: str | None = None) -> Run:
+WEIGHTS = ("auto", "ema", "trained")
+
+
+def load_run(path: str | Path, data_dir: str | None = None, weights: str = "auto") -> Run:
+    """``weights``: "auto" takes the moving average when the run kept one, else the
+    trained weights; "ema" / "trained" insist on one of them."""
     path = Path(path)
     if not (path / "config.yaml").is_file() or not (path / CHECKPOINT).is_file():
         raise UserError(
@@ -63,6 +70,11 @@ def load_run(path: str | Path, data_dir: str | None = None) -> Run:
     supernet = build_supernet(space)
     state = load_checkpoint(path / CHECKPOINT)
     supernet.load_state_dict(state["model"])
+    if weights == "ema" and "ema" not in state:
+        raise UserError(f"the run in '{path}' kept no weight average (train.ema_decay was 0)")
+    chosen = "ema" if weights != "trained" and "ema" in state else "trained"
+    if chosen == "ema":
+        supernet.load_state_dict(averaged_parameters(state["ema"], supernet), strict=False)
     if cfg.train.channels_last:
         supernet = supernet.to(memory_format=torch.channels_last)
-    return Run(path, cfg, space, data, supernet, int(state["step"]))
+    return Run(path, cfg, space, data, supernet, int(state["step"]), chosen)

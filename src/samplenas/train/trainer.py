@@ -36,7 +36,9 @@ from samplenas.train.checkpoint import (
     save_checkpoint,
 )
 from samplenas.train.config import RunConfig
+from samplenas.train.ema import make_ema
 from samplenas.train.evaluate import calibration_set, eval_loader, evaluate_subnet
+from samplenas.train.optim import sgd
 
 FAULT_ENV = "SAMPLENAS_FAULT_AT_STEP"  # tests: die abruptly after this step
 
@@ -140,7 +142,7 @@ class Trainer:
         for p in self.model.parameters():
             (decay if p.ndim > 1 else no_decay).append(p)
         lr = t.lr * t.batch_size * self.dist.world_size / t.lr_reference_batch
-        self.optimizer = torch.optim.SGD(
+        self.optimizer = sgd(
             [
                 {"params": decay, "weight_decay": t.weight_decay},
                 {"params": no_decay, "weight_decay": 0.0},
@@ -149,6 +151,7 @@ class Trainer:
             momentum=t.momentum,
             nesterov=t.nesterov and t.momentum > 0,
         )
+        self.ema = make_ema(self.model, t.ema_decay) if t.ema_decay > 0 else None
         self.steps_per_epoch = self.loader.batches_per_epoch()
         self.total_steps = t.epochs * self.steps_per_epoch
         warmup = int(round(t.warmup_epochs * self.steps_per_epoch))
@@ -181,6 +184,7 @@ class Trainer:
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,
             "model": self.model.state_dict(),
+            **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "sampler": json.dumps(self.sampler.state_dict()),
@@ -204,6 +208,13 @@ class Trainer:
             raise UserError(f"no checkpoint to resume in '{self.out}'")
         state = load_checkpoint(path, self.dist.device)
         self.model.load_state_dict(state["model"])
+        if self.ema is not None:
+            if "ema" not in state:
+                raise UserError(
+                    f"the checkpoint in '{self.out}' has no weight average; "
+                    "resume it with --set train.ema_decay=0"
+                )
+            self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.sampler.load_state_dict(json.loads(state["sampler"]))
@@ -283,6 +294,8 @@ class Trainer:
         grad_norm = clip_gradients(params, t.grad_clip, t.grad_clip_mode)
         self.optimizer.step()
         self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update_parameters(model)
         return {
             "loss_largest": float(stacked[0]),
             "loss_smallest": float(stacked[-1]),
@@ -292,10 +305,13 @@ class Trainer:
 
     # -- validation -------------------------------------------------------------------
     def evaluate(self, arch: Arch, split: str = "val") -> dict[str, float]:
-        """BN-calibrated top-1 of one sub-network (an exported copy; shared state untouched)."""
+        """BN-calibrated top-1 of one sub-network (an exported copy; shared state untouched).
+
+        With ``train.ema_decay`` the averaged weights are scored, as eval and search will.
+        """
         calib = calibration_set(self.data, self.cfg)
         return evaluate_subnet(
-            self.model,
+            self.model if self.ema is None else self.ema.module,
             arch,
             calib,
             eval_loader(self.data, self.cfg, split),
