@@ -185,6 +185,31 @@ def test_fused_sgd_makes_the_same_update_as_the_reference_sgd():
         assert torch.allclose(ours, reference, atol=1e-6)
 
 
+def test_distillation_target_ramps_from_smoothed_labels_to_the_teacher():
+    import torch.nn.functional as F
+
+    from samplenas.train.trainer import distill_targets, soft_cross_entropy
+
+    torch.manual_seed(0)
+    logits, y = torch.randn(6, 10), torch.randint(0, 10, (6,))
+    teacher = torch.softmax(torch.randn(6, 10), dim=1)
+    at_start = distill_targets(teacher, y, 0.1, 0.0)
+    assert torch.allclose(
+        soft_cross_entropy(logits, at_start), F.cross_entropy(logits, y, label_smoothing=0.1)
+    )
+    assert distill_targets(teacher, y, 0.1, 1.0) is teacher
+    halfway = distill_targets(teacher, y, 0.1, 0.5)
+    assert torch.allclose(halfway, (teacher + at_start) / 2)
+    assert torch.allclose(halfway.sum(dim=1), torch.ones(6))
+    from types import SimpleNamespace
+
+    weight = [  # the teacher's share by step: a linear ramp, then 1 for good
+        Trainer.distill_weight(SimpleNamespace(step=s, distill_warmup_steps=w))
+        for s, w in ((0, 10), (5, 10), (10, 10), (50, 10), (0, 0))
+    ]
+    assert weight == [0.0, 0.5, 1.0, 1.0, 1.0]
+
+
 def test_weight_average_follows_the_ema_formula():
     from samplenas.train.ema import averaged_parameters, make_ema
 

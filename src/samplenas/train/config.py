@@ -47,6 +47,7 @@ class OptimConfig:
     grad_clip_mode: str = "norm"  # "norm": global L2 norm; "value": each element (official code)
     num_random: int = 2  # sub-networks per step between the largest and the smallest
     distill: bool = True  # in-place distillation from the largest
+    distill_warmup_epochs: float = 0.0  # ramp the teacher in from labels; 0: teacher at once
     channels_last: bool = True
     threads: int = 0  # torch threads per process; 0 = all cores / processes
     ema_decay: float = 0.0  # 0 = off; else eval/search/export use the weights' moving average
@@ -154,6 +155,7 @@ def _check(cfg: RunConfig) -> RunConfig:
         (0 <= t.label_smoothing < 1, "train.label_smoothing", "in [0, 1)"),
         (t.num_random >= 0, "train.num_random", "non-negative"),
         (t.warmup_epochs >= 0, "train.warmup_epochs", "non-negative"),
+        (t.distill_warmup_epochs >= 0, "train.distill_warmup_epochs", "non-negative"),
         (t.grad_clip >= 0, "train.grad_clip", "non-negative"),
         (t.grad_clip_mode in ("norm", "value"), "train.grad_clip_mode", "norm or value"),
         (0 <= t.ema_decay < 1, "train.ema_decay", "in [0, 1) (0 turns the average off)"),

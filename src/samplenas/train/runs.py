@@ -46,12 +46,11 @@ class Run:
         )
 
 
-WEIGHTS = ("auto", "ema", "trained")
-
-
 def load_run(path: str | Path, data_dir: str | None = None, weights: str = "auto") -> Run:
     """``weights``: "auto" takes the moving average when the run kept one, else the
     trained weights; "ema" / "trained" insist on one of them."""
+    if weights not in ("auto", "ema", "trained"):
+        raise ValueError(f"weights must be auto, ema or trained, not {weights!r}")
     path = Path(path)
     if not (path / "config.yaml").is_file() or not (path / CHECKPOINT).is_file():
         raise UserError(

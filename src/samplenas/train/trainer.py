@@ -52,6 +52,24 @@ def soft_cross_entropy(logits: torch.Tensor, target_probs: torch.Tensor) -> torc
     return -(target_probs * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
 
 
+def distill_targets(
+    teacher_probs: torch.Tensor, y: torch.Tensor, smoothing: float, weight: float
+) -> torch.Tensor:
+    """``weight`` x the largest's predictions + (1 - weight) x label-smoothed labels.
+
+    Why: at step 0 the largest predicts noise, and distilling from it holds every other
+    sub-network (and through the shared weights the largest too) near chance for the
+    first few hundred steps; ramping the teacher in (``train.distill_warmup_epochs``)
+    lets short runs learn from labels first. ``weight`` = 1 is the papers' recipe; 0 is
+    exactly ``cross_entropy(label_smoothing=smoothing)``.
+    """
+    if weight >= 1:
+        return teacher_probs
+    classes = teacher_probs.shape[1]
+    labels = F.one_hot(y, classes).to(teacher_probs.dtype) * (1 - smoothing) + smoothing / classes
+    return weight * teacher_probs + (1 - weight) * labels
+
+
 def load_run_data(cfg: RunConfig) -> DataSplits:
     d = cfg.data
     data = load_dataset(d.dataset, d.data_dir, d.val_size, cfg.seed, d.image_size, d.grayscale)
@@ -154,6 +172,7 @@ class Trainer:
         self.ema = make_ema(self.model, t.ema_decay) if t.ema_decay > 0 else None
         self.steps_per_epoch = self.loader.batches_per_epoch()
         self.total_steps = t.epochs * self.steps_per_epoch
+        self.distill_warmup_steps = int(round(t.distill_warmup_epochs * self.steps_per_epoch))
         warmup = int(round(t.warmup_epochs * self.steps_per_epoch))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(s, self.total_steps, warmup, t.min_lr_ratio)
@@ -263,6 +282,12 @@ class Trainer:
 
         return score
 
+    def distill_weight(self) -> float:
+        """The teacher's share of the small sub-networks' target at this step."""
+        if self.distill_warmup_steps <= 0:
+            return 1.0
+        return min(1.0, self.step / self.distill_warmup_steps)
+
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         t = self.cfg.train
         model = self.model
@@ -272,7 +297,8 @@ class Trainer:
         model.set_arch(self.largest, dropout=t.dropout, drop_path_rate=t.drop_path)
         logits = model(x)
         loss = F.cross_entropy(logits, y, label_smoothing=t.label_smoothing)
-        soft = F.softmax(logits.detach(), dim=1)
+        weight = self.distill_weight()
+        soft = distill_targets(F.softmax(logits.detach(), dim=1), y, t.label_smoothing, weight)
         loss.backward()
         losses = [loss.detach()]
         if hasattr(self.sampler, "set_scorer"):
@@ -301,6 +327,7 @@ class Trainer:
             "loss_smallest": float(stacked[-1]),
             "loss_mean": float(stacked.mean()),
             "grad_norm": grad_norm,
+            **({"distill_weight": weight} if t.distill and weight < 1 else {}),
         }
 
     # -- validation -------------------------------------------------------------------
