@@ -4,6 +4,8 @@ Each step trains the largest sub-network (labels, label smoothing, dropout, stoc
 depth), ``num_random`` sub-networks from the configured sampler and the smallest, the
 latter all distilled from the largest's detached soft predictions; the gradients of all
 of them are accumulated for one SGD step (BigNAS / AttentiveNAS recipe, appendix A).
+Optional: the distillation target ramped in from labels (short runs), and a moving
+average of the weights for evaluation.
 """
 
 from __future__ import annotations
@@ -58,8 +60,8 @@ def distill_targets(
     """``weight`` x the largest's predictions + (1 - weight) x label-smoothed labels.
 
     Why: at step 0 the largest predicts noise, and distilling from it holds every other
-    sub-network (and through the shared weights the largest too) near chance for the
-    first few hundred steps; ramping the teacher in (``train.distill_warmup_epochs``)
+    sub-network (and through the shared weights the largest too) 10-20 points back over
+    the first few hundred steps; ramping the teacher in (``train.distill_warmup_epochs``)
     lets short runs learn from labels first. ``weight`` = 1 is the papers' recipe; 0 is
     exactly ``cross_entropy(label_smoothing=smoothing)``.
     """
@@ -298,7 +300,7 @@ class Trainer:
         logits = model(x)
         loss = F.cross_entropy(logits, y, label_smoothing=t.label_smoothing)
         weight = self.distill_weight()
-        soft = distill_targets(F.softmax(logits.detach(), dim=1), y, t.label_smoothing, weight)
+        targets = distill_targets(F.softmax(logits.detach(), dim=1), y, t.label_smoothing, weight)
         loss.backward()
         losses = [loss.detach()]
         if hasattr(self.sampler, "set_scorer"):
@@ -307,7 +309,7 @@ class Trainer:
             model.set_arch(arch)
             logits = model(x)
             if t.distill:
-                loss = soft_cross_entropy(logits, soft)
+                loss = soft_cross_entropy(logits, targets)
             else:
                 loss = F.cross_entropy(logits, y, label_smoothing=t.label_smoothing)
             loss.backward()
