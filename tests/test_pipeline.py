@@ -162,3 +162,18 @@ def test_kendall_tau_and_forest_on_a_known_function():
     y = np.array([space.mflops(a) for a in archs])  # a learnable smooth target
     forest = RandomForestPredictor(space).fit(archs[:300], y[:300])
     assert forest.score(archs[300:], y[300:]) > 0.7
+
+
+def test_demo_runs_the_whole_job_end_to_end(tmp_path, capsys):
+    out = tmp_path / "demo"
+    argv = ["demo", "--config", TINY, "--out", str(out), "--no-progress"]
+    assert main([*argv, "--population", "8", "--iterations", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "held-out digits test set" in text and "test top-1" in text
+    front = json.loads((out / "search" / "pareto.json").read_text())["front"]
+    assert front and all("test_top1" in member for member in front)
+    assert (out / "search" / "pareto.png").is_file()
+    exported = sorted(p.name for p in (out / "models").iterdir())
+    assert len(exported) == min(3, len(front))
+    for folder in exported:
+        assert (out / "models" / folder / "model.pt2").is_file()

@@ -32,7 +32,9 @@ def _say(text: str) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from samplenas.cli import main
+    from samplenas.train import load_config
 
+    cfg = load_config(args.config)  # a bad recipe stops here, before any work
     out = Path(args.out)
     data = ["--data-dir", args.data_dir] if args.data_dir else []
     quiet = ["--no-progress"] if args.no_progress else []
@@ -41,8 +43,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         _say(f"stage 1: supernet already trained in {out}")
     else:
         resume = (out / "checkpoint.pt").is_file()
+        ramp = cfg.train.distill_warmup_epochs
+        distill = "in-place distillation"
+        if ramp:
+            distill += f" ramped in from labels over {ramp:g} epoch{'' if ramp == 1 else 's'}"
         _say(
-            "stage 1: training the supernet (sandwich rule, in-place distillation, "
+            f"stage 1: training the supernet (sandwich rule, {distill}, "
             "BestUp-3 loss-based attentive sampling)" + (" — resuming" if resume else "")
         )
         argv = (
@@ -99,7 +105,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if code:
             return code
     total = time.perf_counter() - start
-    _say("Pareto front of one supernet, no retraining (test = held-out Fashion-MNIST test set)")
+    _say(
+        f"Pareto front of one supernet, no retraining (test = held-out {cfg.data.dataset} test set)"
+    )
     print(f"{'id':>3} {'MFLOPs':>8} {'params (M)':>10} {'val top-1':>10} {'test top-1':>11}")
     for m in front:
         print(
