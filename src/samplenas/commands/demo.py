@@ -49,7 +49,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             distill += f" ramped in from labels over {ramp:g} epoch{'' if ramp == 1 else 's'}"
         _say(
             f"stage 1: training the supernet (sandwich rule, {distill}, "
-            "BestUp-3 loss-based attentive sampling)" + (" — resuming" if resume else "")
+            f"{cfg.sampler.name} sampling)" + (" — resuming" if resume else "")
         )
         argv = (
             ["train", "--resume", str(out)]
