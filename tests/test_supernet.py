@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -134,6 +136,22 @@ def test_bn_calibration_restores_accuracy_after_garbage_statistics():
     assert spoiled < good - 30
     assert accuracy(model, data) == pytest.approx(good, abs=1.0)
     assert model.training is False  # calibration restores the mode it found
+
+
+def test_calibration_ignores_dropout_and_stochastic_depth():
+    """Only BN layers train during calibration: regularisers cannot bias the statistics."""
+    space, data, net = train_tiny_supernet(10)
+    arch = space.largest()
+    plain, regularised = copy.deepcopy(net), copy.deepcopy(net)
+    plain.set_arch(arch)
+    regularised.set_arch(arch, dropout=0.5, drop_path_rate=0.9)
+    regularised.train()
+    torch.manual_seed(0)
+    calibrate_bn(plain, calib_batches(data), 4)
+    calibrate_bn(regularised, calib_batches(data), 4)
+    for (name, a), (_, b) in zip(plain.named_buffers(), regularised.named_buffers(), strict=True):
+        assert torch.allclose(a, b), name
+    assert regularised.training is True  # every module's mode is put back
 
 
 def test_calibrating_one_subnet_leaves_the_shared_state_alone():

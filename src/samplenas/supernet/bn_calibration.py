@@ -2,7 +2,9 @@
 
 The running statistics a supernet accumulates during training mix every sub-network, so
 before a sub-network is evaluated its statistics are reset and re-estimated as an exact
-cumulative average over N batches (momentum=None) in train mode, without gradients.
+cumulative average over N batches (momentum=None), without gradients. Only the BN layers
+are put in train mode: dropout and stochastic depth stay off, so the statistics are those
+of the network that will be evaluated, whatever modes the caller's other layers were in.
 """
 
 from __future__ import annotations
@@ -20,19 +22,21 @@ from torch.nn.modules.batchnorm import _BatchNorm
 def calibrate_bn(model: nn.Module, batches: Iterable[torch.Tensor], num_batches: int) -> None:
     """Reset every BN's running statistics and re-estimate them over ``num_batches``."""
     norms = [m for m in model.modules() if isinstance(m, _BatchNorm)]
+    modes = {m: m.training for m in model.modules()}
     saved = [(m, m.momentum) for m in norms]
-    was_training = model.training
+    model.eval()
     for m in norms:
         m.reset_running_stats()
         m.momentum = None
-    model.train()
+        m.train()
     try:
         for x in islice(batches, num_batches):
             model(x)
     finally:
         for m, momentum in saved:
             m.momentum = momentum
-        model.train(was_training)
+        for m, training in modes.items():
+            m.training = training
 
 
 @contextmanager
