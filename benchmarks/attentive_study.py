@@ -182,7 +182,70 @@ def collect(seeds: list[int], steps: int) -> dict:
             results.setdefault("predictor_tau", {})[str(seed)] = json.loads(fit.read_text())[
                 "kendall_tau"
             ]
+    if results["runs"]:
+        results["summary"] = summarise(results)
     return results
+
+
+def quartile_edges(results: dict) -> np.ndarray:
+    """FLOPs quartiles of every scored sub-network: the buckets of both figures."""
+    flops = [row["mflops"] for r in results["runs"].values() for row in r["subnets"]]
+    return np.quantile(flops, [0, 0.25, 0.5, 0.75, 1])
+
+
+def summarise(results: dict) -> dict:
+    """Per strategy: its per-seed numbers, and its gain over uniform with the seed spread.
+
+    The gain is paired by seed (strategy minus uniform of the same seed), so the spread
+    it is compared with is the seed-to-seed noise of that difference.
+    """
+    edges = quartile_edges(results)
+    runs = results["runs"]
+    out: dict = {"bucket_edges_mflops": [round(float(e), 2) for e in edges]}
+    for strategy in STRATEGIES:
+        per_seed = {}
+        for seed in results["seeds"]:
+            unit = runs.get(f"{strategy}-s{seed}")
+            if unit is None:
+                continue
+            top1 = np.array([row["val_top1"] for row in unit["subnets"]])
+            per_seed[seed] = {
+                "subnet_mean": float(top1.mean()),
+                "subnet_median": float(np.median(top1)),
+                "subnet_min": float(top1.min()),
+                "below_70": int((top1 < 70).sum()),
+                "front": [
+                    front_at(unit["front"], lo, hi)
+                    for lo, hi in zip(edges[:-1], edges[1:], strict=True)
+                ],
+            }
+        if not per_seed:
+            continue
+        entry: dict = {"seeds": sorted(per_seed), "per_seed": per_seed}
+        if strategy != "uniform":
+            paired = [
+                (per_seed[seed], base)
+                for seed in per_seed
+                if (base := out.get("uniform", {}).get("per_seed", {}).get(seed))
+            ]
+            if paired:
+                mean_gain = np.array([m["subnet_mean"] - b["subnet_mean"] for m, b in paired])
+                front_gain = np.array(
+                    [np.array(m["front"]) - np.array(b["front"]) for m, b in paired]
+                )
+                entry["gain_over_uniform"] = {
+                    "paired_seeds": len(paired),
+                    "subnet_mean": [
+                        float(mean_gain.mean()),
+                        float(mean_gain.std(ddof=1)) if len(paired) > 1 else None,
+                    ],
+                    "front_per_bucket_mean": [float(v) for v in front_gain.mean(0)],
+                    "front_per_bucket_std": [float(v) for v in front_gain.std(0, ddof=1)]
+                    if len(paired) > 1
+                    else None,
+                }
+        out[strategy] = entry
+    return out
 
 
 def main() -> None:
@@ -215,9 +278,7 @@ def plot(results: dict) -> None:
 
     runs = results["runs"].values()
     strategies = [s for s in STRATEGIES if any(r["strategy"] == s for r in runs)]
-    edges = np.quantile(
-        [row["mflops"] for r in runs for row in r["subnets"]], [0, 0.25, 0.5, 0.75, 1]
-    )
+    edges = quartile_edges(results)
     fig, axes = plt.subplots(1, 4, figsize=(14, 3.6), sharey=False)
     for b, ax in enumerate(axes):
         data = []
