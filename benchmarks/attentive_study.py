@@ -261,7 +261,47 @@ def main() -> None:
             for strategy in args.strategies:
                 run_unit(strategy, seed, args.steps, args.subnets)
                 write(collect(args.seeds, args.steps))
-    write(collect(args.seeds, args.steps))
+    results = collect(args.seeds, args.steps)
+    write(results)
+    if "summary" in results:
+        print(markdown_table(results["summary"]))
+
+
+def markdown_table(summary: dict) -> str:
+    """The BENCHMARKS.md table: per strategy, seeds done, means over seeds, paired gains."""
+    edges = summary["bucket_edges_mflops"]
+    head = " / ".join(f"{e:g}" for e in edges[1:])
+    lines = [
+        f"| strategy | seeds | sub-network mean val top-1 (per seed) | < 70% | "
+        f"front best at <= {head} MFLOPs (mean over seeds) | "
+        "gain over uniform: sub-network mean | gain: front per bucket |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for strategy in STRATEGIES:
+        entry = summary.get(strategy)
+        if entry is None:
+            continue
+        per_seed = list(entry["per_seed"].values())
+        means = ", ".join(f"{p['subnet_mean']:.2f}" for p in per_seed)
+        below = ", ".join(str(p["below_70"]) for p in per_seed)
+        front = np.mean([p["front"] for p in per_seed], axis=0)
+        cells = [strategy, str(len(per_seed)), means, below, " / ".join(f"{v:.1f}" for v in front)]
+        gain = entry.get("gain_over_uniform")
+        if gain is None:
+            cells += ["—", "—"]
+        else:
+            mean, spread = gain["subnet_mean"]
+            cells.append(f"{mean:+.2f}" + (f" ± {spread:.2f}" if spread is not None else ""))
+            per_bucket = gain["front_per_bucket_mean"]
+            stds = gain["front_per_bucket_std"] or [None] * len(per_bucket)
+            cells.append(
+                " / ".join(
+                    f"{m:+.1f}" + (f"±{s_:.1f}" if s_ is not None else "")
+                    for m, s_ in zip(per_bucket, stds, strict=True)
+                )
+            )
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def write(results: dict) -> None:
