@@ -1,13 +1,16 @@
 """The default recipe end to end: train on Fashion-MNIST, then test top-1 of the extremes.
 
-Run: python benchmarks/default_run.py [RUN_DIR]  ->  benchmarks/results/default_run.json
-Trains `configs/fashion.yaml` into RUN_DIR (default runs/fashion; resumes an interrupted
-run, reuses a finished one), then reports the wall time and the held-out test top-1 of
-the smallest and largest sub-networks after BN calibration.
+Run: python benchmarks/default_run.py [RUN_DIR] [--out JSON]
+(default runs/fashion -> benchmarks/results/default_run.json). Trains `configs/fashion.yaml`
+into RUN_DIR (resumes an interrupted run, reuses a finished one, whatever recipe it was
+started with), then reports the wall time and the held-out test top-1 of the smallest and
+largest sub-networks after BN calibration: of the trained weights, and also of their
+moving average when the run kept one (`train.ema_decay`).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import subprocess
@@ -15,12 +18,20 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
+from samplenas.io import atomic_write_json
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results" / "default_run.json"
 
 
 def main() -> None:
-    run = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/fashion")
+    ap = argparse.ArgumentParser()
+    ap.add_argument("run", nargs="?", default="runs/fashion")
+    ap.add_argument("--out", type=Path, default=OUT)
+    args = ap.parse_args()
+    run = Path(args.run)
     started = time.perf_counter()
     if not (run / "run.json").is_file():
         argv = (
@@ -38,10 +49,12 @@ def main() -> None:
     result = {
         "run": str(run),
         "config": "configs/fashion.yaml",
+        "recipe": yaml.safe_load((run / "config.yaml").read_text())["train"],
         "train_wall_seconds": seconds,
         "history": summary["history"],
     }
-    for arch in ("smallest", "largest"):
+    weights = ["trained", "ema"] if result["recipe"].get("ema_decay") else ["trained"]
+    for arch, kind in [(a, w) for a in ("smallest", "largest") for w in weights]:
         proc = subprocess.run(
             [
                 sys.executable,
@@ -54,17 +67,19 @@ def main() -> None:
                 arch,
                 "--split",
                 "test",
+                "--weights",
+                kind,
                 "--json",
             ],
             check=True,
             capture_output=True,
             text=True,
         )
-        result[f"test_{arch}"] = json.loads(proc.stdout)
+        key = f"test_{arch}" if kind == "trained" else f"test_{arch}_ema"
+        result[key] = json.loads(proc.stdout)
     result["benchmark_seconds"] = time.perf_counter() - started
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=2))
+    atomic_write_json(args.out, result)
+    print(json.dumps({k: v for k, v in result.items() if k not in ("history", "recipe")}, indent=2))
 
 
 if __name__ == "__main__":
