@@ -221,7 +221,7 @@ def summarise(results: dict) -> dict:
             }
         if not per_seed:
             continue
-        entry: dict = {"seeds": sorted(per_seed), "per_seed": per_seed}
+        entry: dict = {"per_seed": per_seed}
         if strategy != "uniform":
             paired = [
                 (per_seed[seed], base)

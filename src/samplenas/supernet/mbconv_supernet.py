@@ -197,14 +197,17 @@ class MBConvSupernet(nn.Module):
         mapping = self._block_map(arch)
         state = {}
         for name, target in model.state_dict().items():
-            src_name = name
-            if name.startswith("blocks."):
-                _, j, rest = name.split(".", 2)
-                src_name = f"blocks.{mapping[int(j)]}.{rest}"
-            src = shared[src_name]
-            state[name] = _slice_like(src, target.shape)
+            state[name] = _slice_like(shared[shared_name(name, mapping)], target.shape)
         model.load_state_dict(state)
         return model.to(next(self.parameters()).device)
+
+
+def shared_name(name: str, block_map: dict[int, int]) -> str:
+    """The supernet tensor a static model's tensor ``name`` is cut from (``_block_map``)."""
+    if not name.startswith("blocks."):
+        return name
+    _, j, rest = name.split(".", 2)
+    return f"blocks.{block_map[int(j)]}.{rest}"
 
 
 def _slice_like(src: torch.Tensor, shape: torch.Size) -> torch.Tensor:
