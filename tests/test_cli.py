@@ -94,7 +94,18 @@ BAD_VALUE = SMALL.replace('"depth": [1, 3, 3]', '"depth": [1, 3, 3, 3, 3, 3, 9]'
         ),
         (["cost", "--space", "attentive", "--arch", "{not json"], "not valid JSON"),
         (["sample", "--space", "attentive", "--target-mflops", "99"], "outside this space's range"),
-        (["sample", "--space", "attentive", "-n", "0"], "-n must be at least 1"),
+        (["sample", "--space", "attentive", "-n", "0"], "-n: must be a positive integer, not '0'"),
+        # counts are checked before any run is opened: 0 must not quietly mean "the default"
+        (["eval", "--run", "r", "--calib-batches", "0"], "--calib-batches: must be a positive"),
+        (["search", "--run", "r", "--val-images", "0"], "--val-images: must be a positive"),
+        (["search", "--run", "r", "--population", "0"], "--population: must be a positive"),
+        (["search", "--run", "r", "--mutations", "-1"], "--mutations: must be an integer >= 0"),
+        (["search", "--run", "r", "--budget", "ten"], "--budget: must be a positive integer"),
+        (["demo", "--population", "0"], "--population: must be a positive integer"),
+        (["bench", "--benchmark", "b", "--runs", "0"], "--runs: must be a positive integer"),
+        (["train", "--config", "c", "--epochs", "0"], "--epochs: must be a positive integer"),
+        (["predictor", "fit", "--run", "r", "--calib-batches", "-2"], "must be a positive"),
+        (["export", "--run", "r", "--arch", "1", "--out", "o", "--calib-batches", "0"], "positive"),
     ],
 )
 def test_bad_input_exits_2_with_one_sentence(capsys, argv, message):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from samplenas.commands.common import positive_int
 from samplenas.errors import UserError
 from samplenas.io import atomic_write_json, print_json
 
@@ -22,8 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="random,re,npred",
         help="comma-separated: random, re, npred, npred-2stage, npred-rf, npred-mlp",
     )
-    p.add_argument("--budget", type=int, default=300, help="queries per run")
-    p.add_argument("--runs", type=int, default=100, help="independent runs per strategy")
+    p.add_argument("--budget", type=positive_int, default=300, help="queries per run")
+    p.add_argument("--runs", type=positive_int, default=100, help="independent runs per strategy")
     p.add_argument("--npred-n", type=int, default=50, help="Neural Predictor training queries N")
     p.add_argument(
         "--objective",
@@ -32,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "hypervolume of the validated front and the Neural Predictor queries soft-Pareto sets",
     )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, help="processes (default: all cores)")
+    p.add_argument("--workers", type=positive_int, help="processes (default: all cores)")
     p.add_argument("--out", help="folder for bench.json and bench.png")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_bench)

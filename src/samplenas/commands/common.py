@@ -5,10 +5,33 @@ from __future__ import annotations
 import argparse
 
 
+def positive_int(text: str) -> int:
+    """argparse type for counts: a zero or negative count is a user error, not a default."""
+    return _int_at_least(text, 1, "a positive integer")
+
+
+def non_negative_int(text: str) -> int:
+    return _int_at_least(text, 0, "an integer >= 0")
+
+
+def _int_at_least(text: str, low: int, what: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = low - 1
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be {what}, not {text!r}")
+    return value
+
+
 def add_evaluation_options(p: argparse.ArgumentParser) -> None:
     """--calib-batches, --val-images, --data-dir, --weights, --no-progress and --json."""
-    p.add_argument("--calib-batches", type=int, help="BN calibration batches (default: recipe's)")
-    p.add_argument("--val-images", type=int, help="score on the first N validation images only")
+    p.add_argument(
+        "--calib-batches", type=positive_int, help="BN calibration batches (default: recipe's)"
+    )
+    p.add_argument(
+        "--val-images", type=positive_int, help="score on the first N validation images only"
+    )
     p.add_argument("--data-dir", help="folder holding the dataset files")
     add_weights_option(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -12,6 +12,8 @@ import json
 import time
 from pathlib import Path
 
+from samplenas.commands.common import non_negative_int, positive_int
+
 CONFIG = Path(__file__).resolve().parents[3] / "configs" / "demo.yaml"
 
 
@@ -20,8 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
     p.add_argument("--config", default=str(CONFIG), help="training recipe")
     p.add_argument("--data-dir", help="folder holding Fashion-MNIST's IDX files")
-    p.add_argument("--population", type=int, default=24)
-    p.add_argument("--iterations", type=int, default=4)
+    p.add_argument("--population", type=positive_int, default=24)
+    p.add_argument("--iterations", type=non_negative_int, default=4)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_demo)
 

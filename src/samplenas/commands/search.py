@@ -5,15 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from samplenas.commands.common import add_evaluation_options
-from samplenas.errors import UserError
+from samplenas.commands.common import add_evaluation_options, non_negative_int, positive_int
 from samplenas.io import print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("search", help="evolutionary search on a trained run; Pareto front")
     p.add_argument("--run", required=True, help="run directory of 'samplenas train'")
-    p.add_argument("--budget", type=int, help="at most this many evaluations")
+    p.add_argument("--budget", type=positive_int, help="at most this many evaluations")
     p.add_argument(
         "--mflops-range",
         type=float,
@@ -21,10 +20,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar=("A", "B"),
         help="keep architectures within A..B MFLOPs",
     )
-    p.add_argument("--population", type=int, default=64, help="initial population P (paper 512)")
-    p.add_argument("--mutations", type=int, default=32, help="mutations per iteration M (128)")
-    p.add_argument("--crossovers", type=int, default=32, help="crossovers per iteration C (128)")
-    p.add_argument("--iterations", type=int, default=6, help="iterations I (paper 20)")
+    p.add_argument(
+        "--population", type=positive_int, default=64, help="initial population P (paper 512)"
+    )
+    p.add_argument(
+        "--mutations", type=non_negative_int, default=32, help="mutations per iteration M (128)"
+    )
+    p.add_argument(
+        "--crossovers", type=non_negative_int, default=32, help="crossovers per iteration C (128)"
+    )
+    p.add_argument("--iterations", type=non_negative_int, default=6, help="iterations I (paper 20)")
     p.add_argument("--seed", type=int, default=0)
     add_evaluation_options(p)
     p.set_defaults(func=cmd_search)
@@ -42,11 +47,6 @@ def cmd_search(args: argparse.Namespace) -> int:
     from samplenas.train.evaluate import evaluate_subnet
     from samplenas.train.runs import load_run
 
-    for name in ("population", "mutations", "crossovers", "iterations"):
-        if getattr(args, name) < 0 or (name == "population" and args.population < 1):
-            raise UserError(f"--{name} must be {'at least 1' if name == 'population' else '>= 0'}")
-    if args.budget is not None and args.budget < 1:
-        raise UserError("--budget must be at least 1")
     run = load_run(args.run, data_dir=args.data_dir, weights=args.weights)
     rng = tuple(args.mflops_range) if args.mflops_range else None
     cfg = SearchConfig(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from samplenas.commands.common import positive_int
 from samplenas.io import print_json, read_json_arg
 from samplenas.space import list_spaces, load_space
 
@@ -22,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("sample", help="sample architectures, optionally at a FLOPs target")
     p.add_argument("--space", required=True, help="space name or YAML path")
-    p.add_argument("-n", type=int, default=5, help="how many (default 5)")
+    p.add_argument("-n", type=positive_int, default=5, help="how many (default 5)")
     p.add_argument("--target-mflops", type=float, default=None, help="FLOPs-conditioned target")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -54,11 +55,8 @@ def cmd_cost(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from samplenas.errors import UserError
     from samplenas.samplers import FlopsConditionedSampler, UniformSampler
 
-    if args.n < 1:
-        raise UserError("-n must be at least 1")
     space = load_space(args.space)
     if args.target_mflops is None:
         sampler = UniformSampler(space, seed=args.seed)

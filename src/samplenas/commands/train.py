@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from samplenas.commands.common import add_weights_option
+from samplenas.commands.common import add_weights_option, positive_int
 from samplenas.errors import UserError
 from samplenas.io import print_json, read_json_arg
 
@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="run directory (default runs/<config name>)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR where it stopped")
     p.add_argument("--sampler", help="sampler name, e.g. uniform or flops-uniform")
-    p.add_argument("--epochs", type=int, help="number of epochs")
+    p.add_argument("--epochs", type=positive_int, help="number of epochs")
     p.add_argument("--data-dir", help="folder holding the dataset files")
     p.add_argument("--seed", type=int, help="random seed of the whole run")
     p.add_argument(
@@ -43,7 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--arch", default="largest", help="smallest, largest, or inline JSON / JSON file"
     )
     p.add_argument("--split", default="val", choices=["val", "test"])
-    p.add_argument("--calib-batches", type=int, help="BN calibration batches (default: recipe's)")
+    p.add_argument(
+        "--calib-batches", type=positive_int, help="BN calibration batches (default: recipe's)"
+    )
     p.add_argument("--data-dir", help="folder holding the dataset files")
     add_weights_option(p)
     p.add_argument("--json", action="store_true", help="print JSON")
