@@ -78,6 +78,8 @@ def test_evolution_state_round_trip():
 def test_evolution_rejects_bounds_outside_the_space():
     with pytest.raises(UserError, match="does not meet the space's range"):
         EvolutionSampler(load_space("attentive"), mflops_range=(5000, 6000))
+    with pytest.raises(UserError, match="the lower bound comes first"):
+        EvolutionSampler(load_space("attentive"), mflops_range=(900, 300))
 
 
 def test_archive_survives_a_torn_write(tmp_path):

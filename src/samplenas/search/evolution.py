@@ -43,7 +43,9 @@ class EvolutionSampler(Sampler):
         lo = space.cost(space.smallest()).mflops
         hi = space.cost(space.largest()).mflops
         self.lo, self.hi = mflops_range or (lo, hi)
-        if self.lo > self.hi or self.hi < lo or self.lo > hi:
+        if self.lo > self.hi:
+            raise UserError(f"--mflops-range {self.lo:g} {self.hi:g}: the lower bound comes first")
+        if self.hi < lo or self.lo > hi:
             raise UserError(
                 f"--mflops-range {self.lo:g} {self.hi:g} does not meet the space's range "
                 f"{lo:.2f}-{hi:.2f} MFLOPs"
