@@ -52,6 +52,8 @@ def test_missing_dataset_names_the_fix(tmp_path):
         load_dataset("fashion-mnist", str(tmp_path / "nowhere"))
     with pytest.raises(UserError, match="unknown dataset"):
         load_dataset("cifar")
+    with pytest.raises(UserError, match="is not a folder"):  # digits needs no folder, but a typo
+        load_dataset("digits", str(tmp_path / "nowhere"))
 
 
 def test_image_folder(tmp_path):

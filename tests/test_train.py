@@ -130,6 +130,7 @@ def test_divergence_stops_with_the_last_good_checkpoint(tmp_path, monkeypatch, c
         (["--set", "train.bogus=1"], "unknown config key 'train.bogus'"),
         (["--set", "train.lr=-1"], "config key 'train.lr' must be positive"),
         (["--sampler", "nope"], "unknown sampler 'nope'"),
+        (["--sampler", "nope"], "worstup-K-acc"),  # the families are named in full
         (["--set", "train.grad_clip_mode=max"], "'train.grad_clip_mode' must be norm or value"),
         (
             ["--set", "data.dataset=fashion-mnist", "--data-dir", "/nonexistent"],

@@ -219,6 +219,8 @@ def load_dataset(
     if name == "fashion-mnist":
         return load_fashion_mnist(data_dir, val_size, seed)
     if name == "digits":
+        if data_dir and not Path(data_dir).is_dir():  # digits ignores it, a typo still counts
+            raise UserError(f"--data-dir '{data_dir}' is not a folder")
         return load_digits_dataset(val_size, seed)
     if name == "folder":
         if not data_dir:

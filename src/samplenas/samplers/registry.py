@@ -28,6 +28,7 @@ def register_sampler_pattern(pattern: str, example: str, factory: Callable[..., 
 
 
 def sampler_names() -> list[str]:
+    """Registered names, then each family's forms (for messages and ``--help``)."""
     return sorted(_FACTORIES) + [example for _, example, _ in _PATTERNS]
 
 
@@ -38,7 +39,7 @@ def make_sampler(name: str, space: SearchSpace, seed: int | None = 0, **options:
         match = pattern.fullmatch(name)
         if match:
             return factory(match, space, seed=seed, **options)
-    raise UserError(f"unknown sampler '{name}'; choose one of {sampler_names()}")
+    raise UserError(f"unknown sampler '{name}'; choose one of: {'; '.join(sampler_names())}")
 
 
 def _load_predictor(options: dict[str, Any]) -> dict[str, Any]:
@@ -79,7 +80,11 @@ def _pareto_pool(
 
 register_sampler("uniform", UniformSampler)
 register_sampler("flops-uniform", _flops_uniform)
-register_sampler_pattern(r"(?P<mode>best|worst)up-1M-acc", "bestup-1M-acc", _pareto_pool)
 register_sampler_pattern(
-    r"(?P<mode>best|worst)up-(?P<k>[0-9]+)-(?P<est>loss|acc)", "bestup-K-loss", _attentive
+    r"(?P<mode>best|worst)up-1M-acc", "bestup-1M-acc, worstup-1M-acc", _pareto_pool
+)
+register_sampler_pattern(
+    r"(?P<mode>best|worst)up-(?P<k>[0-9]+)-(?P<est>loss|acc)",
+    "bestup-K-loss, worstup-K-loss, bestup-K-acc, worstup-K-acc (K candidates, e.g. 3 or 50)",
+    _attentive,
 )
