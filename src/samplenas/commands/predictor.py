@@ -114,11 +114,18 @@ def cmd_fit(args: argparse.Namespace) -> int:
             f"(random forest, 100 trees, depth 15, fit on {half}); predictor: {out / 'forest.npz'}"
         )
         if "tau_ceiling" in result:
+            images = (
+                f"{args.val_images} validation images" if args.val_images else "validation split"
+            )
+            projected = (
+                f" ({result['tau_ceiling_all_val']:.3f} with all validation images)"
+                if args.val_images
+                else ""
+            )
             print(
-                f"measurement noise: the two halves of the {args.val_images or 'all'} "
-                f"validation images agree with tau {result['split_half_tau']:.3f}; a perfect "
-                f"predictor would score about {result['tau_ceiling']:.3f} "
-                f"({result['tau_ceiling_all_val']:.3f} with all validation images)"
+                f"measurement noise: the two halves of the {images} agree with tau "
+                f"{result['split_half_tau']:.3f}; a perfect predictor would score about "
+                f"{result['tau_ceiling']:.3f}{projected}"
             )
     return 0
 
