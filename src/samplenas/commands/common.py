@@ -1,4 +1,4 @@
-"""Options shared by the commands that evaluate sub-networks of a trained run."""
+"""Argument types and options shared by the sub-commands (counts, evaluation options)."""
 
 from __future__ import annotations
 
