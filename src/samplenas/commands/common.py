@@ -26,9 +26,7 @@ def _int_at_least(text: str, low: int, what: str) -> int:
 
 def add_evaluation_options(p: argparse.ArgumentParser) -> None:
     """--calib-batches, --val-images, --data-dir, --weights, --no-progress and --json."""
-    p.add_argument(
-        "--calib-batches", type=positive_int, help="BN calibration batches (default: recipe's)"
-    )
+    add_calib_batches_option(p)
     p.add_argument(
         "--val-images", type=positive_int, help="score on the first N validation images only"
     )
@@ -36,6 +34,12 @@ def add_evaluation_options(p: argparse.ArgumentParser) -> None:
     add_weights_option(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def add_calib_batches_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--calib-batches", type=positive_int, help="BN calibration batches (default: recipe's)"
+    )
 
 
 def add_weights_option(p: argparse.ArgumentParser) -> None:

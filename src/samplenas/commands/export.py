@@ -7,7 +7,7 @@ import json
 import warnings
 from pathlib import Path
 
-from samplenas.commands.common import add_weights_option, positive_int
+from samplenas.commands.common import add_calib_batches_option, add_weights_option
 from samplenas.errors import UserError
 from samplenas.io import atomic_write_json, print_json, read_json_arg
 
@@ -21,9 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="Pareto id from 'samplenas search', smallest, largest, or JSON / JSON file",
     )
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument(
-        "--calib-batches", type=positive_int, help="BN calibration batches (default: recipe's)"
-    )
+    add_calib_batches_option(p)
     p.add_argument("--data-dir", help="folder holding the dataset files")
     add_weights_option(p)
     p.add_argument("--json", action="store_true", help="print JSON")

@@ -114,14 +114,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
             f"(random forest, 100 trees, depth 15, fit on {half}); predictor: {out / 'forest.npz'}"
         )
         if "tau_ceiling" in result:
-            images = (
-                f"{args.val_images} validation images" if args.val_images else "validation split"
-            )
-            projected = (
-                f" ({result['tau_ceiling_all_val']:.3f} with all validation images)"
-                if args.val_images
-                else ""
-            )
+            images, projected = "validation split", ""
+            if args.val_images:
+                images = f"{args.val_images} validation images"
+                projected = f" ({result['tau_ceiling_all_val']:.3f} with all validation images)"
             print(
                 f"measurement noise: the two halves of the {images} agree with tau "
                 f"{result['split_half_tau']:.3f}; a perfect predictor would score about "

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from samplenas.commands.common import add_weights_option, positive_int
+from samplenas.commands.common import add_calib_batches_option, add_weights_option, positive_int
 from samplenas.errors import UserError
 from samplenas.io import print_json, read_json_arg
 
@@ -43,9 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--arch", default="largest", help="smallest, largest, or inline JSON / JSON file"
     )
     p.add_argument("--split", default="val", choices=["val", "test"])
-    p.add_argument(
-        "--calib-batches", type=positive_int, help="BN calibration batches (default: recipe's)"
-    )
+    add_calib_batches_option(p)
     p.add_argument("--data-dir", help="folder holding the dataset files")
     add_weights_option(p)
     p.add_argument("--json", action="store_true", help="print JSON")
