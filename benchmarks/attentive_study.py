@@ -340,6 +340,7 @@ def plot(results: dict) -> None:
     axes[0].set_ylabel("val top-1 (%)")
     fig.tight_layout()
     fig.savefig(RESULTS / "attentive_fig5.png", dpi=110)
+    plt.close(fig)
     fig, ax = plt.subplots(figsize=(6.4, 4))
     for s in strategies[1:]:
         gains = []
@@ -365,6 +366,7 @@ def plot(results: dict) -> None:
         ax.legend()
     fig.tight_layout()
     fig.savefig(RESULTS / "attentive_fig6.png", dpi=110)
+    plt.close(fig)
 
 
 def front_at(front: list[dict], lo: float, hi: float) -> float:
