@@ -352,6 +352,10 @@ def test_generic_table_of_nas_bench_101_cells(tmp_path):
             ["bench", "--benchmark", "nas-bench-graph:cora", "--objective", "accuracy,flops"],
             "has no 'flops'",
         ),
+        (
+            ["bench", "--benchmark", "nas-bench-graph:cora", "--budget", "30"],
+            "got --npred-n 50 and --budget 30",
+        ),
     ],
 )
 def test_bad_benchmarks_exit_2(capsys, argv, message):

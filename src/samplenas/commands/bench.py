@@ -47,7 +47,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise UserError("--strategies names no strategy")
     uses_npred = any(s.startswith("npred") for s in strategies)
     if uses_npred and (args.npred_n < 2 or args.npred_n >= args.budget):
-        raise UserError("--npred-n must be at least 2 and below --budget")
+        raise UserError(
+            f"the Neural Predictor needs 2 <= --npred-n < --budget, got --npred-n "
+            f"{args.npred_n} and --budget {args.budget}; lower --npred-n or raise --budget"
+        )
     result = compare(
         args.benchmark,
         strategies,
