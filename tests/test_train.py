@@ -30,6 +30,10 @@ def cli(*argv: str, env: dict | None = None) -> subprocess.CompletedProcess:
     )
 
 
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
 def eval_json(run: Path, arch: str, capsys) -> dict:
     capsys.readouterr()
     assert main(["eval", "--run", str(run), "--arch", arch, "--json"]) == 0
@@ -53,6 +57,16 @@ def test_tiny_run_trains_and_evaluates(tiny_run, capsys):
     assert largest["mflops"] > smallest["mflops"]
     history = json.loads((tiny_run / "run.json").read_text())["history"]
     assert len(history) == 12 and "val_top1_largest" in history[-1]
+    # every step's sampled sub-networks are logged, with their analytic cost
+    from samplenas.space import Arch, load_space
+
+    space = load_space("tiny")
+    samples = read_jsonl(tiny_run / "samples.jsonl")
+    assert [r["step"] for r in samples] == list(range(1, history[-1]["step"] + 1))
+    for r in samples[:20]:
+        assert len(r["archs"]) == 2  # num_random; largest and smallest are implied
+        archs = [Arch(a) for a in r["archs"]]
+        assert r["mflops"] == [round(space.mflops(a), 3) for a in archs]
 
 
 def test_same_seed_gives_identical_numbers(tiny_run, tmp_path, capsys):
@@ -86,6 +100,11 @@ def test_killed_run_resumes_to_the_same_weights(tiny_run, tmp_path, capsys):
     for k in reference:
         assert torch.equal(resumed[k], reference[k]), k
     assert eval_json(out, "largest", capsys) == eval_json(tiny_run, "largest", capsys)
+    # the logs forget the two steps the crash rolled back: no step appears twice
+    samples = (out / "samples.jsonl").read_text()
+    assert samples == (tiny_run / "samples.jsonl").read_text()
+    steps = [r["step"] for r in read_jsonl(out / "metrics.jsonl")]
+    assert steps == [r["step"] for r in read_jsonl(tiny_run / "metrics.jsonl")]
 
 
 def test_checkpoint_is_weights_only_and_atomic(tiny_run):
@@ -329,3 +348,11 @@ def test_two_gloo_processes_keep_identical_weights(tmp_path):
         assert abs(ddp[-1] - ref[-1]) < 10
         assert ddp[-1] > ddp[0] and ref[-1] > ref[0]
     assert (tmp_path / "ddp" / CHECKPOINT).is_file()
+    # rank 0 logs each choice: the kept candidate is the best-scored one of its slot
+    chosen = [a.to_json() for a in single.sampler.chosen]
+    logged = read_jsonl(tmp_path / "single" / "samples.jsonl")
+    assert [a for r in logged for a in r["archs"]] == chosen
+    for r in logged:
+        for i, scores in enumerate(r["candidate_scores"]):
+            assert len(scores) == 2 and r["picked"][i] == scores.index(max(scores))
+            assert r["mflops"][i] == r["candidate_mflops"][i][r["picked"][i]]

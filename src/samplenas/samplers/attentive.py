@@ -97,6 +97,16 @@ class AttentiveSampler(Sampler):
             self.candidates_scored += len(cands)
         return out
 
+    def last_decision(self) -> dict[str, Any]:
+        """Per slot: every candidate's MFLOPs and score (higher = kept by BestUp)."""
+        return {
+            "candidate_mflops": [
+                [round(self.space.mflops(a), 3) for a in cands] for cands in self.last_candidates
+            ],
+            "candidate_scores": [[round(float(v), 5) for v in sc] for sc in self.last_scores],
+            "picked": [self.choose(sc) for sc in self.last_scores],
+        }
+
     def stats(self) -> dict[str, float]:
         extra = self.candidates_scored if self.estimator == "loss" else 0
         return {

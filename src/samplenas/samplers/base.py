@@ -55,6 +55,10 @@ class Sampler(ABC):
         """Counters worth logging (e.g. trials per sample, extra forward passes)."""
         return {}
 
+    def last_decision(self) -> dict[str, Any]:
+        """How the last ``ask`` chose, as JSON-able data for the run's per-step log."""
+        return {}
+
 
 class UniformSampler(Sampler):
     """Every architecture equally likely: the baseline of every paper."""

@@ -30,6 +30,7 @@ from samplenas.io import atomic_write_json, atomic_write_text
 from samplenas.samplers import Sampler, make_sampler
 from samplenas.space import Arch, MBConvSpace, load_space
 from samplenas.train import distributed as D
+from samplenas.train import runlog
 from samplenas.train.checkpoint import (
     CHECKPOINT,
     capture_rng,
@@ -246,6 +247,9 @@ class Trainer:
         self.history = json.loads(state["history"])
         self.train_seconds = float(state.get("train_seconds", 0.0))
         self._clock = time.perf_counter()
+        if self.dist.is_main:  # forget what was logged after the checkpoint
+            for name in (runlog.METRICS, runlog.SAMPLES):
+                runlog.truncate_after(self.out / name, self.step)
 
     def _open_tensorboard(self) -> None:
         try:
@@ -257,12 +261,23 @@ class Trainer:
     def log(self, record: dict[str, Any]) -> None:
         if not self.dist.is_main:
             return
-        with open(self.out / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+        runlog.append(self.out / runlog.METRICS, record)
         if self.writer is not None:
             for k, v in record.items():
                 if isinstance(v, (int, float)) and k not in ("step", "epoch"):
                     self.writer.add_scalar(k, v, record.get("step", self.step))
+
+    def _log_samples(self, archs: list[Arch]) -> None:
+        """Which sub-networks this step trains besides largest and smallest, and why."""
+        if not self.dist.is_main:
+            return
+        record = {
+            "step": self.step + 1,
+            "mflops": [round(self.space.mflops(a), 3) for a in archs],
+            "archs": [a.to_json() for a in archs],
+            **self.sampler.last_decision(),
+        }
+        runlog.append(self.out / runlog.SAMPLES, record)
 
     # -- one sandwich step ------------------------------------------------------------
     def candidate_losses(
@@ -305,7 +320,9 @@ class Trainer:
         losses = [loss.detach()]
         if hasattr(self.sampler, "set_scorer"):
             self.sampler.set_scorer(self.candidate_losses(x, y))
-        for arch in [*self.sampler.ask(t.num_random), self.smallest]:
+        sampled = self.sampler.ask(t.num_random)
+        self._log_samples(sampled)
+        for arch in [*sampled, self.smallest]:
             model.set_arch(arch)
             logits = model(x)
             if t.distill:

@@ -1,0 +1,37 @@
+"""The run directory's append-only JSONL logs, kept consistent with the checkpoint.
+
+Records are appended as steps happen, but a crash rolls training back to the last
+checkpoint; ``truncate_after`` drops what was logged past it, so a resumed run's logs
+read exactly like an uninterrupted run's (no step appears twice).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from samplenas.io import atomic_write_text
+
+METRICS = "metrics.jsonl"
+SAMPLES = "samples.jsonl"  # per step: the sub-networks the sampler chose, and how
+
+
+def append(path: Path, record: dict[str, Any]) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def truncate_after(path: Path, step: int) -> None:
+    """Keep only the records up to ``step`` (and any torn last line goes too)."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if int(record.get("step", 0)) <= step:
+            kept.append(line)
+    atomic_write_text(path, "".join(f"{line}\n" for line in kept))
