@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from samplenas.cli import main
+from samplenas.space import Arch, load_space
 from samplenas.train import Trainer, load_config
 from samplenas.train.checkpoint import CHECKPOINT, load_checkpoint
 
@@ -58,8 +59,6 @@ def test_tiny_run_trains_and_evaluates(tiny_run, capsys):
     history = json.loads((tiny_run / "run.json").read_text())["history"]
     assert len(history) == 12 and "val_top1_largest" in history[-1]
     # every step's sampled sub-networks are logged, with their analytic cost
-    from samplenas.space import Arch, load_space
-
     space = load_space("tiny")
     samples = read_jsonl(tiny_run / "samples.jsonl")
     assert [r["step"] for r in samples] == list(range(1, history[-1]["step"] + 1))
@@ -313,9 +312,17 @@ def _ddp_worker(rank: int, world: int, port: int, out: str, queue) -> None:
         LOCAL_RANK=str(rank),
     )
     trainer = Trainer(load_config(TINY, DDP_RECIPE), out, progress=False)
+    chosen: list[str] = []  # every sub-network this rank's sampler picked, in order
+    ask = trainer.sampler.ask
+
+    def recording_ask(n: int = 1) -> list:
+        archs = ask(n)
+        chosen.extend(a.to_json_str() for a in archs)
+        return archs
+
+    trainer.sampler.ask = recording_ask
     trainer.run()
     flat = torch.cat([p.detach().flatten() for p in trainer.model.parameters()]).numpy().copy()
-    chosen = [a.to_json_str() for a in trainer.sampler.chosen]
     queue.put((rank, flat, trainer.history, chosen))  # by value, not by shared memory
     torch.distributed.destroy_process_group()
 
@@ -349,9 +356,8 @@ def test_two_gloo_processes_keep_identical_weights(tmp_path):
         assert ddp[-1] > ddp[0] and ref[-1] > ref[0]
     assert (tmp_path / "ddp" / CHECKPOINT).is_file()
     # rank 0 logs each choice: the kept candidate is the best-scored one of its slot
-    chosen = [a.to_json() for a in single.sampler.chosen]
-    logged = read_jsonl(tmp_path / "single" / "samples.jsonl")
-    assert [a for r in logged for a in r["archs"]] == chosen
+    logged = read_jsonl(tmp_path / "ddp" / "samples.jsonl")
+    assert [Arch(a).to_json_str() for r in logged for a in r["archs"]] == results[0][2]
     for r in logged:
         for i, scores in enumerate(r["candidate_scores"]):
             assert len(scores) == 2 and r["picked"][i] == scores.index(max(scores))

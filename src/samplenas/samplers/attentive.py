@@ -61,7 +61,6 @@ class AttentiveSampler(Sampler):
         self.conditional.rng = self.rng  # one seeded stream for the whole sampler
         self.scorer: Scorer | None = None
         self.candidates_scored = 0
-        self.chosen: list[Arch] = []  # every arch this sampler picked, in order (for logs)
         self.last_candidates: list[list[Arch]] = []
         self.last_scores: list[np.ndarray] = []
 
@@ -91,7 +90,6 @@ class AttentiveSampler(Sampler):
             cands = self.conditional.sample_in_buckets(np.full(self.k, tau))
             scores = self.score(cands)
             out.append(cands[self.choose(scores)])
-            self.chosen.append(out[-1])
             self.last_candidates.append(cands)
             self.last_scores.append(scores)
             self.candidates_scored += len(cands)
