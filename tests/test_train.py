@@ -106,6 +106,24 @@ def test_killed_run_resumes_to_the_same_weights(tiny_run, tmp_path, capsys):
     assert steps == [r["step"] for r in read_jsonl(tiny_run / "metrics.jsonl")]
 
 
+def test_resumed_logs_keep_what_the_checkpoint_saw(tmp_path):
+    from samplenas.train.runlog import truncate_after
+
+    log = tmp_path / "metrics.jsonl"
+    records = [
+        {"step": 20, "epoch": 0, "lr": 0.1},
+        {"step": 40, "epoch": 0, "lr": 0.1},
+        {"epoch": 1, "step": 40, "val_top1_largest": 80.0},  # epoch 1 ended at step 40
+        {"step": 60, "epoch": 1, "lr": 0.1},
+    ]
+    text = "".join(json.dumps(r) + "\n" for r in records) + '{"step": 8'  # torn last line
+    log.write_text(text)
+    truncate_after(log, 40, 1)  # the end-of-epoch checkpoint: epoch 1 done
+    assert read_jsonl(log) == records[:3]
+    truncate_after(log, 40, 0)  # saved at step 40 before epoch 1's evaluation finished
+    assert read_jsonl(log) == records[:2]
+
+
 def test_checkpoint_is_weights_only_and_atomic(tiny_run):
     state = torch.load(tiny_run / CHECKPOINT, weights_only=True)
     assert {"model", "optimizer", "scheduler", "sampler", "rng", "step", "loader"} <= set(state)

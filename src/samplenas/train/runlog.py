@@ -22,8 +22,20 @@ def append(path: Path, record: dict[str, Any]) -> None:
         f.write(json.dumps(record) + "\n")
 
 
-def truncate_after(path: Path, step: int) -> None:
-    """Keep only the records up to ``step`` (and any torn last line goes too)."""
+def logged_before(record: dict[str, Any], step: int, epochs_done: int) -> bool:
+    """Whether a record belongs to the state a checkpoint at ``step`` restores.
+
+    Epoch records (no ``lr``; ``epoch`` counts finished epochs) share their step with the
+    epoch's last batch, and a checkpoint can fall on that batch before the epoch's
+    evaluation finished: such a record is kept only if its epoch is among those done.
+    """
+    if int(record.get("step", 0)) > step:
+        return False
+    return "lr" in record or int(record.get("epoch", 0)) <= epochs_done
+
+
+def truncate_after(path: Path, step: int, epochs_done: int) -> None:
+    """Keep only the records a checkpoint at ``step`` has seen (a torn last line goes too)."""
     if not path.is_file():
         return
     kept = []
@@ -32,6 +44,6 @@ def truncate_after(path: Path, step: int) -> None:
             record = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if int(record.get("step", 0)) <= step:
+        if logged_before(record, step, epochs_done):
             kept.append(line)
     atomic_write_text(path, "".join(f"{line}\n" for line in kept))

@@ -249,7 +249,7 @@ class Trainer:
         self._clock = time.perf_counter()
         if self.dist.is_main:  # forget what was logged after the checkpoint
             for name in (runlog.METRICS, runlog.SAMPLES):
-                runlog.truncate_after(self.out / name, self.step)
+                runlog.truncate_after(self.out / name, self.step, self.epoch)
 
     def _open_tensorboard(self) -> None:
         try:
