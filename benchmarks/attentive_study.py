@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from scipy.stats import ttest_1samp
 
 from samplenas.io import atomic_write_json
 
@@ -165,16 +166,52 @@ def run_unit(strategy: str, seed: int, steps: int, subnets: int) -> dict:
         "train_seconds": summary.get("train_seconds"),
         "subnets": sample_subnets(run, subnets),
         "front": search(run),
+        "choices": choice_summary(run),
     }
     unit["unit_seconds"] = time.perf_counter() - started
     atomic_write_json(path, unit)
     return unit
 
 
+def choice_summary(run: Path) -> dict | None:
+    """How decisive the sampler's picks were, from the run's per-step samples.jsonl.
+
+    Per attentive slot: how far apart the candidates' scores were, and whether the kept
+    one was the bucket's largest or smallest candidate (1/K each if FLOPs play no part).
+    Runs trained before the log existed have none.
+    """
+    path = run / "samples.jsonl"
+    if not path.is_file():
+        return None
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    out: dict = {"steps": len(rows)}
+    out["mean_sampled_mflops"] = float(np.mean([m for r in rows for m in r["mflops"]]))
+    slots = [
+        (np.array(cm), np.array(cs), p)
+        for r in rows
+        if "picked" in r
+        for cm, cs, p in zip(r["candidate_mflops"], r["candidate_scores"], r["picked"], strict=True)
+    ]
+    if slots:
+        spread = [cs.max() - cs.min() for _, cs, _ in slots]
+        out["candidates_per_slot"] = int(np.mean([len(cm) for cm, _, _ in slots]))
+        out["score_spread_median"] = float(np.median(spread))
+        out["picked_largest_candidate"] = float(np.mean([cm[p] == cm.max() for cm, _, p in slots]))
+        out["picked_smallest_candidate"] = float(np.mean([cm[p] == cm.min() for cm, _, p in slots]))
+        out["picked_minus_mean_candidate_mflops"] = float(
+            np.mean([cm[p] - cm.mean() for cm, _, p in slots])
+        )
+    return out
+
+
 def collect(seeds: list[int], steps: int) -> dict:
     results: dict = {"steps": steps, "seeds": seeds, "runs": {}}
     for path in sorted(UNITS.glob("*-s*.json")):
         unit = json.loads(path.read_text())
+        if unit.get("choices") is None and (RUNS / path.stem).is_dir():
+            unit["choices"] = choice_summary(RUNS / path.stem)  # units kept before the log
+            if unit["choices"] is not None:
+                atomic_write_json(path, unit)
         results["runs"][path.stem] = unit
     for seed in seeds:
         fit = UNITS / f"predictor-s{seed}" / "fit.json"
@@ -239,6 +276,10 @@ def summarise(results: dict) -> dict:
                         float(mean_gain.mean()),
                         float(mean_gain.std(ddof=1)) if len(paired) > 1 else None,
                     ],
+                    # paired t-test over seeds: is the gain larger than the seed noise?
+                    "subnet_mean_p_value": float(ttest_1samp(mean_gain, 0.0).pvalue)
+                    if len(paired) > 2
+                    else None,
                     "front_per_bucket_mean": [float(v) for v in front_gain.mean(0)],
                     "front_per_bucket_std": [float(v) for v in front_gain.std(0, ddof=1)]
                     if len(paired) > 1
@@ -291,7 +332,12 @@ def markdown_table(summary: dict) -> str:
             cells += ["—", "—"]
         else:
             mean, spread = gain["subnet_mean"]
-            cells.append(f"{mean:+.2f}" + (f" ± {spread:.2f}" if spread is not None else ""))
+            p_value = gain.get("subnet_mean_p_value")
+            cells.append(
+                f"{mean:+.2f}"
+                + (f" ± {spread:.2f}" if spread is not None else "")
+                + (f" (p = {p_value:.2f})" if p_value is not None else "")
+            )
             per_bucket = gain["front_per_bucket_mean"]
             stds = gain["front_per_bucket_std"] or [None] * len(per_bucket)
             cells.append(
@@ -358,7 +404,8 @@ def plot(results: dict) -> None:
         if gains:
             g = np.array(gains)
             mids = (edges[:-1] + edges[1:]) / 2
-            ax.errorbar(mids, g.mean(0), yerr=g.std(0), capsize=3, marker="o", label=s)
+            spread = g.std(0, ddof=1) if len(g) > 1 else None  # as in the summary table
+            ax.errorbar(mids, g.mean(0), yerr=spread, capsize=3, marker="o", label=s)
     ax.axhline(0, color="k", lw=0.8)
     ax.set_xlabel("MFLOPs")
     ax.set_ylabel("Pareto top-1 gain over uniform (pp)")
