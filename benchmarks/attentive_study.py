@@ -388,7 +388,7 @@ def plot(results: dict) -> None:
     fig.savefig(RESULTS / "attentive_fig5.png", dpi=110)
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(6.4, 4))
-    for s in strategies[1:]:
+    for i, s in enumerate(strategies[1:]):
         gains = []
         for seed in results["seeds"]:
             base = results["runs"].get(f"uniform-s{seed}")
@@ -403,7 +403,7 @@ def plot(results: dict) -> None:
             )
         if gains:
             g = np.array(gains)
-            mids = (edges[:-1] + edges[1:]) / 2
+            mids = (edges[:-1] + edges[1:]) / 2 + 0.3 * (i - 1.5)  # side by side, not stacked
             spread = g.std(0, ddof=1) if len(g) > 1 else None  # as in the summary table
             ax.errorbar(mids, g.mean(0), yerr=spread, capsize=3, marker="o", label=s)
     ax.axhline(0, color="k", lw=0.8)
