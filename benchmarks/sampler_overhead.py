@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from samplenas.io import atomic_write_json
 from samplenas.train import Trainer, load_config
 
 ROOT = Path(__file__).parent.parent
@@ -77,7 +78,7 @@ def main() -> None:
             for s, v in seconds.items()
         },
     }
-    OUT.write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_json(OUT, result)
     print(json.dumps(result["samplers"], indent=2))
 
 
