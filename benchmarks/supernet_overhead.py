@@ -6,6 +6,11 @@ and `attentive-fashion` (batch 128, 28x28x1): forward + backward + SGD step (the
 trainer's fused SGD), channels-last, 2 threads; supernet and exported model timed
 alternately (ABAB...) for 30 s per arch, and the median of the pairwise ratios reported.
 Also images/s of one full sandwich step and the peak resident memory.
+
+python benchmarks/supernet_overhead.py --batch-sweep  ->  supernet_overhead_batch.json:
+the smallest `attentive-fashion` arch at batch 2..512, to split the supernet's extra time
+into a fixed cost per step (slice views, full-size gradients, the full-size update) and a
+cost per image.
 """
 
 from __future__ import annotations
@@ -21,11 +26,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from samplenas.io import atomic_write_json
 from samplenas.space import load_space
 from samplenas.supernet import MBConvSupernet
 from samplenas.train.optim import sgd
 
 OUT = Path(__file__).parent / "results" / "supernet_overhead.json"
+SWEEP_OUT = OUT.with_name("supernet_overhead_batch.json")
+SWEEP_BATCHES = (2, 32, 128, 512)
 
 
 def step_time(model, x, y, opt, before=None) -> float:
@@ -74,6 +82,7 @@ def compare(space, arch, batch: int, size: int, seconds: float) -> dict:
         "pairs": len(sup),
         "supernet_ms": 1000 * statistics.median(sup),
         "static_ms": 1000 * statistics.median(sta),
+        "extra_ms": 1000 * float(np.median(np.array(sup) - np.array(sta))),
         "ratio": float(np.median(ratios)),
         "ratio_iqr": [float(q) for q in np.percentile(ratios, [25, 75])],
     }
@@ -98,9 +107,24 @@ def sandwich_rate(space, batch: int = 128, steps: int = 10) -> float:
     return batch / statistics.median(times)
 
 
+def batch_sweep() -> None:
+    """The smallest arch's overhead against batch size: fixed vs per-image cost."""
+    space = load_space("attentive-fashion")
+    rows = {}
+    for batch in SWEEP_BATCHES:
+        rows[str(batch)] = compare(space, space.smallest(), batch, 28, 30.0)
+        print("batch", batch, json.dumps(rows[str(batch)]), flush=True)
+    atomic_write_json(
+        SWEEP_OUT, {"space": "attentive-fashion", "arch": "smallest", "batches": rows}
+    )
+
+
 def main() -> None:
     torch.set_num_threads(2)
     torch.manual_seed(0)
+    if sys.argv[1:] == ["--batch-sweep"]:
+        batch_sweep()
+        return
     which = sys.argv[1:] or ["attentive-fashion", "attentive"]
     result: dict = {"threads": 2, "memory_format": "channels_last", "spaces": {}}
     settings = {"attentive-fashion": (128, 28, 30.0), "attentive": (8, 224, 30.0)}
@@ -122,8 +146,7 @@ def main() -> None:
             load_space("attentive-fashion")
         )
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_json(OUT, result)
     print(json.dumps(result, indent=2))
 
 
