@@ -71,6 +71,27 @@ def test_image_folder(tmp_path):
     assert len(d.train) + len(d.val) + len(d.test) == 20 and len(d.test) == 2
 
 
+def test_image_folder_faults_are_named(tmp_path):
+    from PIL import Image
+
+    for cls in ("cat", "dog"):
+        (tmp_path / cls).mkdir()
+        for i in range(3):
+            Image.new("RGB", (6, 6), (i, 0, 0)).save(tmp_path / cls / f"{i}.png")
+    (tmp_path / "dog" / "broken.png").write_text("not an image")
+    with pytest.raises(UserError, match=r"cannot read image '.*broken\.png'"):
+        load_dataset("folder", str(tmp_path), val_size=2, image_size=4)
+    (tmp_path / "dog" / "broken.png").unlink()
+    (tmp_path / "bird").mkdir()
+    with pytest.raises(UserError, match=r"class folder '.*bird' holds no images"):
+        load_dataset("folder", str(tmp_path), val_size=2, image_size=4)
+    (tmp_path / "bird").rmdir()
+    (tmp_path / "test" / "cat").mkdir(parents=True)
+    Image.new("RGB", (6, 6)).save(tmp_path / "test" / "cat" / "0.png")
+    with pytest.raises(UserError, match=r"has no folder for class 'dog'"):
+        load_dataset("folder", str(tmp_path), val_size=2, image_size=4)
+
+
 def test_loader_order_is_seeded_resumable_and_sharded():
     d = load_dataset("digits", val_size=100, seed=0)
     full = BatchLoader(d, batch_size=32, seed=3)

@@ -151,6 +151,23 @@ def load_digits_dataset(val_size: int, seed: int) -> DataSplits:
     )
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+
+
+def read_image(path: Path, image_size: int, grayscale: bool) -> np.ndarray:
+    """One image as uint8 [C, H, W], resized; an unreadable file is the user's to fix."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img = img.convert("L" if grayscale else "RGB")
+            img = img.resize((image_size, image_size), Image.BILINEAR)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise UserError(f"cannot read image '{path}' ({exc.__class__.__name__})") from exc
+    arr = np.asarray(img, dtype=np.uint8)
+    return arr[None] if grayscale else arr.transpose(2, 0, 1)
+
+
 def load_image_folder(
     root: str | Path, image_size: int, val_size: int, seed: int, grayscale: bool = False
 ) -> DataSplits:
@@ -158,8 +175,6 @@ def load_image_folder(
 
     Without a ``test`` folder a fixed 10% is held out as the test set.
     """
-    from PIL import Image
-
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"image folder '{root}' does not exist")
@@ -167,16 +182,16 @@ def load_image_folder(
     def read(folder: Path, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
         xs, ys = [], []
         for ci, cls in enumerate(classes):
-            for f in sorted((folder / cls).iterdir()):
-                if f.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"):
-                    continue
-                img = Image.open(f).convert("L" if grayscale else "RGB")
-                img = img.resize((image_size, image_size), Image.BILINEAR)
-                arr = np.asarray(img, dtype=np.uint8)
-                xs.append(arr[None] if grayscale else arr.transpose(2, 0, 1))
+            if not (folder / cls).is_dir():
+                raise UserError(f"'{folder}' has no folder for class '{cls}'")
+            files = [
+                f for f in sorted((folder / cls).iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES
+            ]
+            if not files:
+                raise UserError(f"class folder '{folder / cls}' holds no images")
+            for f in files:
+                xs.append(read_image(f, image_size, grayscale))
                 ys.append(ci)
-        if not xs:
-            raise UserError(f"no images found under '{folder}'")
         return np.stack(xs), np.array(ys)
 
     train_root = root / "train" if (root / "train").is_dir() else root
