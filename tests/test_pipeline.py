@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import warnings
 from pathlib import Path
 
@@ -73,7 +74,7 @@ def test_search_flops_bounds_and_bad_range(run_dir, capsys):
     assert "does not meet the space's range" in capsys.readouterr().err
 
 
-def test_export_round_trip(run_dir, tmp_path, capsys):
+def test_export_round_trip(run_dir, tmp_path, capsys, monkeypatch):
     search(run_dir, capsys)
     out = tmp_path / "model"
     assert main(["export", "--run", str(run_dir), "--arch", "0", "--out", str(out), "--json"]) == 0
@@ -92,8 +93,19 @@ def test_export_round_trip(run_dir, tmp_path, capsys):
         warnings.simplefilter("ignore")
         scripted = torch.jit.load(files["torchscript"])
     assert torch.allclose(scripted(x), expected, atol=1e-5)
+    from onnx.reference import ReferenceEvaluator
+
+    (logits,) = ReferenceEvaluator(files["onnx"]).run(None, {"image": x.numpy()})
+    assert torch.allclose(torch.from_numpy(logits), expected, atol=1e-4)
     assert main(["export", "--run", str(run_dir), "--arch", "99", "--out", str(out)]) == 2
     assert "Pareto id 99 does not exist" in capsys.readouterr().err
+    # without the optional onnx package the other formats are written and the gap is named;
+    # the earlier export's model.onnx does not linger beside the new weights
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    assert main(["export", "--run", str(run_dir), "--arch", "1", "--out", str(out), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert "onnx" not in result["files"] and "torch_export" in result["files"]
+    assert "not installed" in result["skipped"]["onnx"] and not (out / "model.onnx").exists()
 
 
 def test_predictor_fit_reports_kendall_tau(run_dir, capsys):

@@ -106,6 +106,31 @@ def test_killed_run_resumes_to_the_same_weights(tiny_run, tmp_path, capsys):
     assert steps == [r["step"] for r in read_jsonl(tiny_run / "metrics.jsonl")]
 
 
+def tensorboard_scalars(run: Path, tag: str) -> list[tuple[int, float]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    return [(e.step, e.value) for e in events.Scalars(tag)]
+
+
+def test_tensorboard_logs_survive_a_crash_without_repeats(tmp_path):
+    pytest.importorskip("tensorboard")
+    reference, crashed = tmp_path / "reference", tmp_path / "crashed"
+    args = ("--config", TINY, "--epochs", "2", "--no-progress")
+    assert main(["train", *args, "--out", str(reference)]) == 0
+    proc = cli("train", *args, "--out", str(crashed), env={"SAMPLENAS_FAULT_AT_STEP": "7"})
+    assert proc.returncode == 137, proc.stderr
+    assert main(["train", "--resume", str(crashed), "--no-progress"]) == 0
+    for tag in ("loss_largest", "val_top1_largest"):
+        expected = tensorboard_scalars(reference, tag)
+        assert len(expected) >= 2
+        # step 1 was flushed with the step-5 checkpoint; nothing is logged twice
+        got = tensorboard_scalars(crashed, tag)
+        assert [step for step, _ in got] == [step for step, _ in expected]
+        assert [v for _, v in got] == pytest.approx([v for _, v in expected], abs=1e-6)
+
+
 def test_resumed_logs_keep_what_the_checkpoint_saw(tmp_path):
     from samplenas.train.runlog import truncate_after
 

@@ -44,6 +44,36 @@ def resolve(run, text: str):
     return run.space.validate(read_json_arg(text))
 
 
+def export_onnx(model, example, path: Path) -> str | None:
+    """Write ONNX if the optional ``onnx`` package is there; else say why not (None: written).
+
+    ONNX is the one optional format: its absence or a failed conversion costs the user that
+    file only, never the formats already written, and is reported rather than hidden.
+    """
+    import torch
+
+    path.unlink(missing_ok=True)  # never leave an older export's file beside new weights
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        return "the 'onnx' package is not installed (pip install samplenas[onnx])"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                model,
+                (example,),
+                str(path),
+                dynamo=False,
+                input_names=["image"],
+                output_names=["logits"],
+                dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
+            )
+    except Exception as exc:  # noqa: BLE001 - any converter failure costs this file only
+        return f"the ONNX conversion failed ({exc.__class__.__name__}: {exc})"
+    return None
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     import torch
 
@@ -81,27 +111,16 @@ def cmd_export(args: argparse.Namespace) -> int:
         traced = torch.jit.trace(model, example)
         traced.save(str(out / "model.torchscript.pt"))
     files["torchscript"] = str(out / "model.torchscript.pt")
-    try:
-        import onnx  # noqa: F401
-
-        torch.onnx.export(
-            model,
-            (example,),
-            str(out / "model.onnx"),
-            dynamo=False,
-            input_names=["image"],
-            output_names=["logits"],
-            dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
-        )
+    skipped = export_onnx(model, example, out / "model.onnx")
+    if skipped is None:
         files["onnx"] = str(out / "model.onnx")
-    except Exception:  # noqa: BLE001 - ONNX is optional; the other formats are written
-        pass
     cost = run.space.cost(arch)
     result = {
         "arch": arch.to_json(),
         "mflops": cost.mflops,
         "params_m": cost.params_m,
         "files": files,
+        **({"skipped": {"onnx": skipped}} if skipped else {}),
     }
     if args.json:
         print_json(result)
@@ -110,4 +129,6 @@ def cmd_export(args: argparse.Namespace) -> int:
             f"exported {cost.mflops:.2f} MFLOPs / {cost.params_m:.3f} M params to {out}: "
             + ", ".join(Path(f).name for f in files.values())
         )
+        if skipped:
+            print(f"no ONNX file: {skipped}")
     return 0

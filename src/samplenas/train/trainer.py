@@ -223,6 +223,8 @@ class Trainer:
     def save(self) -> None:
         if self.dist.is_main:
             save_checkpoint(self.out / CHECKPOINT, self._state())
+            if self.writer is not None:  # what the checkpoint saw survives a crash
+                self.writer.flush()
 
     def _resume(self) -> None:
         path = self.out / CHECKPOINT
@@ -256,7 +258,9 @@ class Trainer:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:  # optional extra: pip install samplenas[tensorboard]
             return
-        self.writer = SummaryWriter(str(self.out / "tensorboard"))
+        # a resumed run hides what was logged past its checkpoint, like truncate_after
+        purge = self.step + 1 if self.step else None
+        self.writer = SummaryWriter(str(self.out / "tensorboard"), purge_step=purge)
 
     def log(self, record: dict[str, Any]) -> None:
         if not self.dist.is_main:
@@ -383,8 +387,6 @@ class Trainer:
 
     # -- the loop ---------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        t = self.cfg.train
-        fault_at = int(os.environ.get(FAULT_ENV, "0") or 0)
         bar = tqdm(
             total=self.total_steps,
             initial=self.step,
@@ -393,6 +395,26 @@ class Trainer:
             dynamic_ncols=True,
             leave=True,
         )
+        try:
+            self._train_epochs(bar)
+        finally:
+            bar.close()
+            if self.writer is not None:
+                self.writer.close()
+        summary = {
+            "status": "finished",
+            "steps": self.step,
+            "epochs": self.epoch,
+            "history": self.history,
+            "train_seconds": self._elapsed(),
+        }
+        if self.dist.is_main:
+            atomic_write_json(self.out / "run.json", summary)
+        return summary
+
+    def _train_epochs(self, bar: tqdm) -> None:
+        t = self.cfg.train
+        fault_at = int(os.environ.get(FAULT_ENV, "0") or 0)
         window_start, window_images = time.perf_counter(), 0
         while self.epoch < t.epochs:
             for x, y in self.loader.epoch(self.epoch, self.batch_in_epoch):
@@ -427,16 +449,3 @@ class Trainer:
             self.epoch += 1
             self.batch_in_epoch = 0
             self.save()
-        bar.close()
-        summary = {
-            "status": "finished",
-            "steps": self.step,
-            "epochs": self.epoch,
-            "history": self.history,
-            "train_seconds": self._elapsed(),
-        }
-        if self.dist.is_main:
-            atomic_write_json(self.out / "run.json", summary)
-        if self.writer is not None:
-            self.writer.close()
-        return summary
