@@ -48,6 +48,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"samplenas: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a path the user named cannot be read or written
+        if exc.filename is None:  # not about a path: a fault to show in full
+            raise
+        reason = exc.strerror or exc.__class__.__name__
+        print(f"samplenas: error: cannot use '{exc.filename}': {reason}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("samplenas: interrupted", file=sys.stderr)
         return 130
