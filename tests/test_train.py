@@ -335,6 +335,25 @@ def test_eval_of_a_missing_run_exits_2(tmp_path):
     assert proc.returncode == 2 and "not a trained run directory" in proc.stderr
 
 
+def test_a_damaged_run_directory_exits_2_naming_the_file(tiny_run, tmp_path, capsys):
+    import shutil
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(tiny_run, damaged)
+    checkpoint = damaged / CHECKPOINT
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])  # cut short, e.g. by a bad copy
+    for argv in (
+        ["eval", "--run", str(damaged), "--arch", "largest"],
+        ["train", "--resume", str(damaged)],
+    ):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert f"checkpoint '{checkpoint}' cannot be read" in err and "Traceback" not in err
+    (damaged / "config.yaml").write_text("train: [unclosed\n")
+    assert main(["eval", "--run", str(damaged), "--arch", "largest"]) == 2
+    assert "is not valid YAML" in capsys.readouterr().err
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

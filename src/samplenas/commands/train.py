@@ -6,8 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import yaml
-
 from samplenas.commands.common import add_calib_batches_option, add_weights_option, positive_int
 from samplenas.errors import UserError
 from samplenas.io import print_json, read_json_arg
@@ -67,14 +65,12 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from samplenas.train import Trainer, TrainingDiverged, load_config
-    from samplenas.train.config import config_from_dict, merge
 
     if args.resume:
         run = Path(args.resume)
         if not (run / "config.yaml").is_file():
             raise UserError(f"'{run}' is not a run directory (no config.yaml); nothing to resume")
-        raw = yaml.safe_load((run / "config.yaml").read_text())
-        cfg = config_from_dict(merge(raw, _overrides(args)))
+        cfg = load_config(run / "config.yaml", _overrides(args))
         out = run
     else:
         cfg = load_config(args.config, _overrides(args))

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import pickle
 import random
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from samplenas.errors import UserError
 from samplenas.io import atomic_write
 
 CHECKPOINT = "checkpoint.pt"
@@ -20,7 +22,15 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    return torch.load(path, map_location=map_location, weights_only=True)
+    """Checkpoints are written atomically, so an unreadable one was damaged afterwards."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        raise UserError(
+            f"checkpoint '{path}' cannot be read ({reason[:120]}); it was changed or cut "
+            "short after it was written"
+        ) from exc
 
 
 def capture_rng() -> dict[str, Any]:

@@ -6,13 +6,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import yaml
 
 from samplenas.data import BatchLoader, DataSplits
 from samplenas.errors import UserError
 from samplenas.space import Arch, MBConvSpace, load_space
 from samplenas.train.checkpoint import CHECKPOINT, load_checkpoint
-from samplenas.train.config import RunConfig, config_from_dict, merge
+from samplenas.train.config import RunConfig, load_config
 from samplenas.train.ema import averaged_parameters
 from samplenas.train.evaluate import calibration_set, eval_loader, evaluate_subnet
 from samplenas.train.trainer import build_supernet, check_space_fits_data, load_run_data
@@ -56,10 +55,7 @@ def load_run(path: str | Path, data_dir: str | None = None, weights: str = "auto
         raise UserError(
             f"'{path}' is not a trained run directory (needs config.yaml and {CHECKPOINT})"
         )
-    raw = yaml.safe_load((path / "config.yaml").read_text())
-    if data_dir:
-        raw = merge(raw, {"data": {"data_dir": data_dir}})
-    cfg = config_from_dict(raw)
+    cfg = load_config(path / "config.yaml", {"data": {"data_dir": data_dir}} if data_dir else None)
     torch.set_num_threads(cfg.train.threads or torch.get_num_threads())
     space = load_space(cfg.space)
     if not isinstance(space, MBConvSpace):
