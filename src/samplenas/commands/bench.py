@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="accuracy, or accuracy,latency / accuracy,params: then the metric is the "
         "hypervolume of the validated front and the Neural Predictor queries soft-Pareto sets",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--workers", type=positive_int, help="processes (default: all cores)")
     p.add_argument("--out", help="folder for bench.json and bench.png")
     p.add_argument("--json", action="store_true", help="print JSON")

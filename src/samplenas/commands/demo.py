@@ -22,9 +22,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
     p.add_argument("--config", default=str(CONFIG), help="training recipe")
     p.add_argument("--data-dir", help="folder holding Fashion-MNIST's IDX files")
-    p.add_argument("--population", type=positive_int, default=24)
-    p.add_argument("--iterations", type=non_negative_int, default=4)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--population", type=positive_int, default=24, help="search's initial population (24)"
+    )
+    p.add_argument(
+        "--iterations", type=non_negative_int, default=4, help="search's evolution rounds (4)"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
 
 

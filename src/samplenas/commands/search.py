@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--crossovers", type=non_negative_int, default=32, help="crossovers per iteration C (128)"
     )
     p.add_argument("--iterations", type=non_negative_int, default=6, help="iterations I (paper 20)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     add_evaluation_options(p)
     p.set_defaults(func=cmd_search)
 

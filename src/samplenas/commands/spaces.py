@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--space", required=True, help="space name or YAML path")
     p.add_argument("-n", type=positive_int, default=5, help="how many (default 5)")
     p.add_argument("--target-mflops", type=float, default=None, help="FLOPs-conditioned target")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_sample)
 
