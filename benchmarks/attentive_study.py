@@ -116,7 +116,6 @@ def sample_subnets(run: Path, n: int) -> list[dict]:
     if out.is_file():
         return json.loads(out.read_text())
     from samplenas.samplers import FlopsConditionedSampler
-    from samplenas.train.evaluate import evaluate_subnet
     from samplenas.train.runs import load_run
 
     r = load_run(run)
@@ -129,7 +128,7 @@ def sample_subnets(run: Path, n: int) -> list[dict]:
     val = r.eval_loader("val", 1000)
     rows = []
     for arch in archs:
-        m = evaluate_subnet(r.supernet, arch, calib, val, r.cfg.train.channels_last)
+        m = r.score(arch, calib, val)
         rows.append({"arch": arch.to_json(), "mflops": r.space.mflops(arch), "val_top1": m["top1"]})
     out.write_text(json.dumps(rows))
     return rows

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 
-from samplenas.train.evaluate import evaluate_subnet
 from samplenas.train.runs import load_run
 
 OUT = Path(__file__).parent / "results" / "bn_calibration.json"
@@ -34,9 +33,7 @@ def main() -> None:
     ):
         rows = {}
         for n in (1, 2, 4, 8, 16, 20):
-            rows[n] = evaluate_subnet(
-                run.supernet, arch, calib[:n], val, run.cfg.train.channels_last
-            )["top1"]
+            rows[n] = run.score(arch, calib[:n], val)["top1"]
             print(label, n, rows[n], flush=True)
         result["archs"][label] = {"mflops": space.mflops(arch), "val_top1": rows}
     OUT.parent.mkdir(parents=True, exist_ok=True)

@@ -108,6 +108,25 @@ def test_export_round_trip(run_dir, tmp_path, capsys, monkeypatch):
     assert "not installed" in result["skipped"]["onnx"] and not (out / "model.onnx").exists()
 
 
+def test_scoring_runs_on_the_runs_device(run_dir, monkeypatch):
+    import samplenas.train.runs as runs
+
+    devices = []
+    real = runs.evaluate_subnet
+
+    def spy(*args, **kwargs):
+        devices.append(args[5])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runs, "evaluate_subnet", spy)
+    run = load_run(run_dir)
+    # eval, search and predictor fits score on the GPU when there is one
+    assert run.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    run.device = torch.device("cpu")
+    assert 0 <= run.evaluate(run.space.smallest())["top1"] <= 100
+    assert devices == [torch.device("cpu")]
+
+
 def test_predictor_fit_reports_kendall_tau(run_dir, capsys):
     capsys.readouterr()
     argv = ["predictor", "fit", "--run", str(run_dir), "--n", "40", "--no-progress", "--json"]

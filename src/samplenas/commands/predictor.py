@@ -46,7 +46,6 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     from samplenas.predictors import RandomForestPredictor, kendall_tau, tau_ceiling
     from samplenas.search.archive import Archive
-    from samplenas.train.evaluate import evaluate_subnet
     from samplenas.train.runs import load_run
 
     if args.n < 4:
@@ -64,9 +63,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     val = run.eval_loader("val", args.val_images)
     for arch in tqdm(archs, disable=args.no_progress, unit="arch"):
         if arch not in archive:
-            r = evaluate_subnet(
-                run.supernet, arch, calib, val, run.cfg.train.channels_last, halves=True
-            )
+            r = run.score(arch, calib, val, halves=True)
             archive.add(
                 arch,
                 {

@@ -44,7 +44,6 @@ def cmd_search(args: argparse.Namespace) -> int:
         run_evolution,
         write_front,
     )
-    from samplenas.train.evaluate import evaluate_subnet
     from samplenas.train.runs import load_run
 
     run = load_run(args.run, data_dir=args.data_dir, weights=args.weights)
@@ -60,10 +59,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     )
     calib = run.calibration(args.calib_batches)
     val = run.eval_loader("val", args.val_images)
-    cl = run.cfg.train.channels_last
 
     def evaluate(arch):
-        return evaluate_subnet(run.supernet, arch, calib, val, cl)
+        return run.score(arch, calib, val)
 
     out = Path(args.run) / "search"
     archive = Archive(out / "archive.jsonl")
@@ -74,7 +72,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     for arch, metrics in front:
         row = tested.get(arch)
         if row is None:
-            r = evaluate_subnet(run.supernet, arch, calib, test, cl)
+            r = run.score(arch, calib, test)
             row = {"test_top1": r["top1"], "test_loss": r["loss"]}
             tested.add(arch, row)
         metrics.update(row)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -17,6 +17,14 @@ from samplenas.train.evaluate import calibration_set, eval_loader, evaluate_subn
 from samplenas.train.trainer import build_supernet, check_space_fits_data, load_run_data
 
 
+def default_device() -> torch.device:
+    """Score on the GPU when there is one: a search evaluates thousands of sub-networks.
+
+    ``CUDA_VISIBLE_DEVICES=`` (empty) keeps scoring on the CPU.
+    """
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
 @dataclass
 class Run:
     path: Path
@@ -26,6 +34,7 @@ class Run:
     supernet: torch.nn.Module
     step: int
     weights: str = "trained"  # or "ema": the moving average of the trained weights
+    device: torch.device = field(default_factory=default_device)
 
     def calibration(self, num_batches: int | None = None) -> list[torch.Tensor]:
         return calibration_set(self.data, self.cfg, num_batches)
@@ -33,16 +42,22 @@ class Run:
     def eval_loader(self, split: str, limit: int | None = None) -> BatchLoader:
         return eval_loader(self.data, self.cfg, split, limit)
 
+    def score(
+        self,
+        arch: Arch,
+        calib: list[torch.Tensor],
+        loader: BatchLoader,
+        halves: bool = False,
+    ) -> dict[str, float]:
+        """BN-calibrated top-1 and loss of ``arch`` on ``loader`` (see ``evaluate_subnet``)."""
+        return evaluate_subnet(
+            self.supernet, arch, calib, loader, self.cfg.train.channels_last, self.device, halves
+        )
+
     def evaluate(
         self, arch: Arch, split: str = "val", calib_batches: int | None = None
     ) -> dict[str, float]:
-        return evaluate_subnet(
-            self.supernet,
-            arch,
-            self.calibration(calib_batches),
-            self.eval_loader(split),
-            self.cfg.train.channels_last,
-        )
+        return self.score(arch, self.calibration(calib_batches), self.eval_loader(split))
 
 
 def load_run(path: str | Path, data_dir: str | None = None, weights: str = "auto") -> Run:
