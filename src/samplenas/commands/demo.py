@@ -122,6 +122,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         )
     print(f"\nplot:    {out / 'search' / 'pareto.png'}")
     print(f"front:   {out / 'search' / 'pareto.json'}")
-    print(f"models:  {out / 'models'} (torch.export .pt2, TorchScript, state dict, arch JSON)")
+    formats = "torch.export .pt2, TorchScript, ONNX when onnx is installed, state dict, arch"
+    print(f"models:  {out / 'models'} ({formats})")
     print(f"time:    {t_train / 60:.1f} min training, {total / 60:.1f} min in all")
     return 0
