@@ -38,7 +38,9 @@ def add_evaluation_options(p: argparse.ArgumentParser) -> None:
 
 def add_calib_batches_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--calib-batches", type=positive_int, help="BN calibration batches (default: recipe's)"
+        "--calib-batches",
+        type=positive_int,
+        help="BN calibration batches (default: recipe's; at most what its split holds)",
     )
 
 
