@@ -15,6 +15,7 @@ from samplenas.space import Arch, MBConvSpace, SearchSpace
 from samplenas.space.mbconv_cost import expanded_channels, se_channels
 from samplenas.supernet.layers import (
     ConvBNAct,
+    PointwiseConv2d,
     Shortcut,
     SqueezeExcite,
     activation,
@@ -92,7 +93,7 @@ class MBConvNet(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         mid = cfg.head_expand * c_in
         self.final_expand = ConvBNAct(c_in, mid, 1, act=act)
-        self.feature_mix = nn.Sequential(nn.Conv2d(mid, widths[-1], 1, bias=False), activation(act))
+        self.feature_mix = nn.Sequential(PointwiseConv2d(mid, widths[-1]), activation(act))
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(widths[-1], cfg.num_classes)
 

@@ -1,0 +1,396 @@
+"""Designs measured against the supernet's plain weight slicing, and not adopted.
+
+Run: python benchmarks/overhead_alternatives.py [VARIANT ...]
+     -> benchmarks/results/overhead_alternatives.json (kept across runs, per variant)
+VARIANTs: slice-accumulate, gather, contiguous, pointwise-gemm, pointwise-gemm-sandwich,
+compile-largest (default: all). Each one patches the layers inside this process only.
+Steps are interleaved (plain, static, variant, static, ... or plain, variant, ...) at
+batch 128 on `attentive-fashion`, 2 threads, channels-last, as in supernet_overhead.py;
+each ratio is the median of the ratios of adjacent steps, which cancels the host's drift.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from samplenas.io import atomic_write_json
+from samplenas.space import load_space
+from samplenas.supernet import MBConvSupernet
+from samplenas.supernet import dynamic as D
+from samplenas.train.optim import sgd
+
+OUT = Path(__file__).parent / "results" / "overhead_alternatives.json"
+SECONDS = 40.0
+CL = torch.channels_last
+Index = tuple[slice, ...]
+
+
+def plain_cut(weight: torch.Tensor, index: Index) -> torch.Tensor:
+    return weight[index]
+
+
+CUT: dict[str, Callable[[torch.Tensor, Index], torch.Tensor]] = {"fn": plain_cut}
+
+
+def _layout(weight: torch.Tensor) -> torch.memory_format:
+    four_d = weight.ndim == 4 and weight.is_contiguous(memory_format=CL)
+    return CL if four_d else torch.contiguous_format
+
+
+# -- the dynamic layers, with every weight slice going through CUT["fn"] ----------------
+def _conv_forward(self, x):
+    c_in, out, k = x.shape[1], self.active_out, self.active_kernel
+    w = self.weight
+    if out != w.shape[0] or c_in != w.shape[1] or k != w.shape[-1]:
+        s = (w.shape[-1] - k) // 2
+        w = CUT["fn"](w, (slice(0, out), slice(0, c_in), slice(s, s + k), slice(s, s + k)))
+    b = self.bias
+    if b is not None and out != b.shape[0]:
+        b = CUT["fn"](b, (slice(0, out),))
+    return F.conv2d(x, w, b, self.stride, k // 2)
+
+
+def _depthwise_forward(self, x):
+    c, k = x.shape[1], self.active_kernel
+    w = self.weight
+    if c != w.shape[0] or k != w.shape[-1]:
+        s = (w.shape[-1] - k) // 2
+        w = CUT["fn"](w, (slice(0, c), slice(None), slice(s, s + k), slice(s, s + k)))
+    return F.conv2d(x, w, None, self.stride, k // 2, 1, c)
+
+
+def _bn_forward(self, x):
+    c = x.shape[1]
+    if c == self.num_features:
+        return nn.BatchNorm2d.forward(self, x)
+    factor = 0.0
+    if self.training:
+        self.num_batches_tracked.add_(1)
+        tracked = float(self.num_batches_tracked)
+        factor = 1.0 / tracked if self.momentum is None else self.momentum
+    cut = (slice(0, c),)
+    weight, bias = CUT["fn"](self.weight, cut), CUT["fn"](self.bias, cut)
+    mean, var = self.running_mean[:c], self.running_var[:c]
+    return F.batch_norm(x, mean, var, weight, bias, self.training, factor, self.eps)
+
+
+def _linear_forward(self, x):
+    c = x.shape[1]
+    w = self.weight
+    if c != w.shape[1]:
+        w = CUT["fn"](w, (slice(None), slice(0, c)))
+    return F.linear(x, w, self.bias)
+
+
+def patch_dynamic_layers() -> None:
+    D.DynamicConv2d.forward = _conv_forward
+    D.DynamicDepthwiseConv2d.forward = _depthwise_forward
+    D.DynamicBatchNorm2d.forward = _bn_forward
+    D.DynamicLinear.forward = _linear_forward
+
+
+# -- variant 1: one autograd function per slice, adding into grad[slice] ----------------
+class SliceIntoGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, weight, index):
+        ctx.weight, ctx.index = weight, index
+        return weight[index].contiguous(memory_format=_layout(weight))
+
+    @staticmethod
+    def backward(ctx, grad):
+        w = ctx.weight
+        if w.grad is None:
+            w.grad = torch.zeros_like(w)
+        w.grad[ctx.index].add_(grad)
+        return None, None
+
+
+# -- variant 2: one autograd function gathering every slice of a forward pass ------------
+class GatherSlices(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, indices, *weights):
+        ctx.indices, ctx.weights = indices, weights
+        return tuple(
+            w[i].clone(memory_format=_layout(w)) for w, i in zip(weights, indices, strict=True)
+        )
+
+    @staticmethod
+    def backward(ctx, *grads):
+        targets, sources = [], []
+        for w, i, g in zip(ctx.weights, ctx.indices, grads, strict=True):
+            if g is None:
+                continue
+            if w.grad is None:
+                w.grad = torch.zeros_like(w)
+            targets.append(w.grad[i])
+            sources.append(g)
+        torch._foreach_add_(targets, sources)
+        return (None,) * (1 + len(ctx.weights))
+
+
+class Gatherer:
+    """Records which slices one forward pass takes, then serves them from one gather."""
+
+    def __init__(self, model: nn.Module, x: torch.Tensor) -> None:
+        self.slices: list[tuple[torch.Tensor, Index]] = []
+        CUT["fn"] = self._record
+        with torch.no_grad():
+            model(x)
+        self.queue: list[torch.Tensor] = []
+
+    def _record(self, weight, index):
+        self.slices.append((weight, index))
+        return weight[index]
+
+    def _serve(self, weight, index):
+        return self.queue.pop()
+
+    def before_forward(self) -> None:
+        weights = [w for w, _ in self.slices]
+        out = GatherSlices.apply([i for _, i in self.slices], *weights)
+        self.queue = list(reversed(out))
+        CUT["fn"] = self._serve
+
+
+def contiguous_cut(weight, index):
+    return weight[index].contiguous(memory_format=_layout(weight))
+
+
+# -- the harness --------------------------------------------------------------------------
+def make_models(arch_name: str):
+    torch.manual_seed(0)
+    space = load_space("attentive-fashion")
+    arch = getattr(space, arch_name)()
+    supernet = MBConvSupernet(space).to(memory_format=CL)
+    supernet.set_arch(arch)
+    static = supernet.export(arch).to(memory_format=CL)
+    x = torch.randn(128, 1, 28, 28).contiguous(memory_format=CL)
+    y = torch.randint(0, 10, (128,))
+    return supernet, static, x, y
+
+
+def timed_step(model, x, y, opt, before: Callable[[], None] | None = None) -> float:
+    t = time.perf_counter()
+    opt.zero_grad(set_to_none=True)
+    if before is not None:
+        before()
+    F.cross_entropy(model(x), y).backward()
+    opt.step()
+    return time.perf_counter() - t
+
+
+def interleaved(plain, variant, static=None, seconds: float = SECONDS) -> dict:
+    """(plain, static, variant, static) quadruples, or (plain, variant) pairs without a
+    static model; each ratio is the median of the ratios of adjacent steps."""
+    static = static or (lambda: 1.0)
+    for _ in range(3):
+        plain(), static(), variant(), static()
+    a, s1, b, s2 = [], [], [], []
+    start = time.perf_counter()
+    while len(a) < 5 or time.perf_counter() - start < seconds:
+        a.append(plain())
+        s1.append(static())
+        b.append(variant())
+        s2.append(static())
+    a, s1, b, s2 = map(np.array, (a, s1, b, s2))
+    return {
+        "rounds": len(a),
+        "plain_ms": 1000 * float(np.median(a)),
+        "variant_ms": 1000 * float(np.median(b)),
+        "static_ms": 1000 * float(np.median(np.concatenate([s1, s2]))),
+        "plain_ratio": float(np.median(a / s1)),
+        "variant_ratio": float(np.median(b / s2)),
+        "variant_over_plain": float(np.median(b / a)),
+    }
+
+
+def gradients(model, x, y, before=None) -> dict[str, torch.Tensor]:
+    model.zero_grad(set_to_none=True)
+    if before is not None:
+        before()
+    F.cross_entropy(model(x), y).backward()
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def compare_slicer(variant_cut=None, gather: bool = False) -> dict:
+    supernet, static, x, y = make_models("smallest")
+    opt_s = sgd(supernet.parameters(), 1e-4, 0.9, False)
+    opt_m = sgd(static.parameters(), 1e-4, 0.9, False)
+    gatherer = Gatherer(supernet, x) if gather else None
+    CUT["fn"] = plain_cut
+    reference = gradients(supernet, x, y)
+    if gatherer is not None:
+        got = gradients(supernet, x, y, gatherer.before_forward)
+    else:
+        CUT["fn"] = variant_cut
+        got = gradients(supernet, x, y)
+    same = got.keys() == reference.keys() and all(
+        torch.allclose(got[k], reference[k], atol=1e-6) for k in reference
+    )
+
+    def plain():
+        CUT["fn"] = plain_cut
+        return timed_step(supernet, x, y, opt_s)
+
+    def variant():
+        if gatherer is not None:
+            return timed_step(supernet, x, y, opt_s, gatherer.before_forward)
+        CUT["fn"] = variant_cut
+        return timed_step(supernet, x, y, opt_s)
+
+    row = interleaved(plain, variant, lambda: timed_step(static, x, y, opt_m))
+    return {"gradients_match": same, **row}
+
+
+def pointwise(x, weight2d, bias):
+    """A 1x1 convolution as one matrix product on the channels-last activation."""
+    if not x.is_contiguous(memory_format=CL):
+        return F.conv2d(x, weight2d[:, :, None, None], bias)
+    n, c, h, w = x.shape
+    y = F.linear(x.permute(0, 2, 3, 1).reshape(-1, c), weight2d, bias)
+    return y.view(n, h, w, -1).permute(0, 3, 1, 2)
+
+
+ORIGINAL_CONV2D = nn.Conv2d.forward
+
+
+def _static_gemm_forward(self, x):
+    one = self.kernel_size == (1, 1) and self.stride == (1, 1) and self.groups == 1
+    if one and self.padding == (0, 0):
+        return pointwise(x, self.weight[:, :, 0, 0], self.bias)
+    return ORIGINAL_CONV2D(self, x)
+
+
+def _dynamic_gemm_forward(self, x):
+    if self.active_kernel != 1 or self.stride != 1:
+        return _conv_forward(self, x)
+    out = self.active_out
+    bias = self.bias[:out] if self.bias is not None else None
+    return pointwise(x, self.weight[:out, : x.shape[1], 0, 0], bias)
+
+
+def use_pointwise_gemm(on: bool) -> None:
+    nn.Conv2d.forward = _static_gemm_forward if on else ORIGINAL_CONV2D
+    D.DynamicConv2d.forward = _dynamic_gemm_forward if on else _conv_forward
+
+
+def pointwise_rows(arch_name: str) -> dict:
+    supernet, static, x, y = make_models(arch_name)
+    opt_s = sgd(supernet.parameters(), 1e-4, 0.9, False)
+    opt_m = sgd(static.parameters(), 1e-4, 0.9, False)
+
+    def run(model, opt, gemm: bool) -> float:
+        use_pointwise_gemm(gemm)
+        return timed_step(model, x, y, opt)
+
+    return {
+        "supernet": interleaved(
+            lambda: run(supernet, opt_s, False),
+            lambda: run(supernet, opt_s, True),
+            lambda: run(static, opt_m, False),
+        ),
+        "static": interleaved(
+            lambda: run(static, opt_m, False),
+            lambda: run(static, opt_m, True),
+        ),
+    }
+
+
+def compare_pointwise_gemm() -> dict:
+    """Both models with and without 1x1 convs as GEMMs, for the smallest and largest."""
+    result = {name: pointwise_rows(name) for name in ("smallest", "largest")}
+    use_pointwise_gemm(False)
+    return result
+
+
+def compare_pointwise_gemm_sandwich() -> dict:
+    """The default recipe's step (largest + 1 random + smallest) with and without GEMMs;
+    both steps of a pair train the same random sub-network."""
+    space = load_space("attentive-fashion")
+    torch.manual_seed(0)
+    supernet = MBConvSupernet(space).to(memory_format=CL)
+    opt = sgd(supernet.parameters(), 1e-4, 0.9, False)
+    x = torch.randn(128, 1, 28, 28).contiguous(memory_format=CL)
+    y = torch.randint(0, 10, (128,))
+    rng = np.random.default_rng(0)
+    current = {"arch": space.sample(rng)}
+
+    def step(gemm: bool) -> float:
+        use_pointwise_gemm(gemm)
+        t = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        for arch in (space.largest(), current["arch"], space.smallest()):
+            supernet.set_arch(arch)
+            F.cross_entropy(supernet(x), y).backward()
+        opt.step()
+        return time.perf_counter() - t
+
+    def plain() -> float:
+        current["arch"] = space.sample(rng)
+        return step(False)
+
+    row = interleaved(plain, lambda: step(True), seconds=120.0)
+    use_pointwise_gemm(False)
+    for key in ("static_ms", "plain_ratio", "variant_ratio"):  # no static model here
+        row.pop(key)
+    return row
+
+
+def compare_compile_largest() -> dict:
+    """torch.compile on the largest sub-network (as trained: dropout, stochastic depth)."""
+    space = load_space("attentive-fashion")
+    torch.manual_seed(0)
+    supernet = MBConvSupernet(space).to(memory_format=CL)
+    supernet.set_arch(space.largest(), dropout=0.2, drop_path_rate=0.2)
+    x = torch.randn(128, 1, 28, 28).contiguous(memory_format=CL)
+    y = torch.randint(0, 10, (128,))
+    opt = sgd(supernet.parameters(), 1e-4, 0.9, False)
+    compiled = torch.compile(supernet)
+    start = time.perf_counter()
+    timed_step(compiled, x, y, opt)
+    compile_seconds = time.perf_counter() - start
+    row = interleaved(
+        lambda: timed_step(supernet, x, y, opt),
+        lambda: timed_step(compiled, x, y, opt),
+        seconds=60.0,
+    )
+    for key in ("static_ms", "plain_ratio", "variant_ratio"):  # no static model here
+        row.pop(key)
+    return {"compile_seconds": compile_seconds, **row}
+
+
+VARIANTS: dict[str, Callable[[], dict]] = {
+    "slice-accumulate": lambda: compare_slicer(SliceIntoGrad.apply),
+    "gather": lambda: compare_slicer(gather=True),
+    "contiguous": lambda: compare_slicer(contiguous_cut),
+    "pointwise-gemm": compare_pointwise_gemm,
+    "pointwise-gemm-sandwich": compare_pointwise_gemm_sandwich,
+    "compile-largest": compare_compile_largest,
+}
+
+
+def main() -> None:
+    torch.set_num_threads(2)
+    names = sys.argv[1:] or list(VARIANTS)
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        sys.exit(f"unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
+    patch_dynamic_layers()
+    result = json.loads(OUT.read_text()) if OUT.is_file() else {}
+    for name in names:
+        result[name] = VARIANTS[name]()
+        print(name, result[name], flush=True)
+        atomic_write_json(OUT, result)
+
+
+if __name__ == "__main__":
+    main()
