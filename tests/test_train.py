@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -117,15 +118,18 @@ def tensorboard_scalars(run: Path, tag: str) -> list[tuple[int, float]]:
 def test_tensorboard_logs_survive_a_crash_without_repeats(tmp_path):
     pytest.importorskip("tensorboard")
     reference, crashed = tmp_path / "reference", tmp_path / "crashed"
-    args = ("--config", TINY, "--epochs", "2", "--no-progress")
+    args = ("--config", TINY, "--epochs", "2", "--no-progress", "--set", "checkpoint.every_steps=8")
     assert main(["train", *args, "--out", str(reference)]) == 0
-    proc = cli("train", *args, "--out", str(crashed), env={"SAMPLENAS_FAULT_AT_STEP": "7"})
+    # the last checkpoint before the crash is epoch 1's (step 17); step 20 was logged after it
+    proc = cli("train", *args, "--out", str(crashed), env={"SAMPLENAS_FAULT_AT_STEP": "22"})
     assert proc.returncode == 137, proc.stderr
+    assert load_checkpoint(crashed / CHECKPOINT)["step"] == 17
+    time.sleep(1.1)  # event files are named by the second: the resumed one must sort last
     assert main(["train", "--resume", str(crashed), "--no-progress"]) == 0
     for tag in ("loss_largest", "val_top1_largest"):
         expected = tensorboard_scalars(reference, tag)
         assert len(expected) >= 2
-        # step 1 was flushed with the step-5 checkpoint; nothing is logged twice
+        # what the checkpoint saw is kept, what came after it is replaced: no step twice
         got = tensorboard_scalars(crashed, tag)
         assert [step for step, _ in got] == [step for step, _ in expected]
         assert [v for _, v in got] == pytest.approx([v for _, v in expected], abs=1e-6)
