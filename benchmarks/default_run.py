@@ -1,8 +1,9 @@
 """The default recipe end to end: train on Fashion-MNIST, then test top-1 of the extremes.
 
 Run: python benchmarks/default_run.py [RUN_DIR] [--out JSON]
-(default runs/fashion-nr1 -> benchmarks/results/default_run_nr1.json; the earlier recipe's
-9-epoch run is runs/fashion -> default_run.json). Trains `configs/fashion.yaml`
+(default runs/fashion-gemm -> benchmarks/results/default_run_gemm.json; the same recipe
+before 1x1 convolutions became GEMMs is runs/fashion-nr1 -> default_run_nr1.json, the
+earlier recipe's 9-epoch run runs/fashion -> default_run.json). Trains `configs/fashion.yaml`
 into RUN_DIR (resumes an interrupted run, reuses a finished one, whatever recipe it was
 started with), then reports the wall time and the held-out test top-1 of the smallest and
 largest sub-networks after BN calibration: of the trained weights, and also of their
@@ -24,12 +25,12 @@ import yaml
 from samplenas.io import atomic_write_json
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "benchmarks" / "results" / "default_run_nr1.json"
+OUT = ROOT / "benchmarks" / "results" / "default_run_gemm.json"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("run", nargs="?", default="runs/fashion-nr1")
+    ap.add_argument("run", nargs="?", default="runs/fashion-gemm")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     run = Path(args.run)

@@ -3,7 +3,7 @@
 Run: python benchmarks/overhead_alternatives.py [VARIANT ...]
      -> benchmarks/results/overhead_alternatives.json (kept across runs, per variant)
 VARIANTs: slice-accumulate, gather, contiguous, pointwise-gemm, pointwise-gemm-sandwich,
-compile-largest (default: all). Each one patches the layers inside this process only;
+compile-largest, leaf-slices (default: all). Each one patches the layers inside this process only;
 "plain" is the shipped slicing. The committed JSON's slicing rows were measured before
 1x1 convolutions became GEMMs (2026-11-27), when plain ran them through oneDNN.
 Steps are interleaved (plain, static, variant, static, ... or plain, variant, ...) at
@@ -14,6 +14,7 @@ each ratio is the median of the ratios of adjacent steps, which cancels the host
 from __future__ import annotations
 
 import json
+import resource
 import sys
 import time
 from collections.abc import Callable
@@ -168,6 +169,63 @@ class Gatherer:
         out = GatherSlices.apply([i for _, i in self.slices], *weights)
         self.queue = list(reversed(out))
         CUT["fn"] = self._serve
+
+
+# -- variant 3: detached leaf slices, their gradients added into .grad after backward -----
+class LeafRouter:
+    """Each slice is a detached view made a leaf tensor, so autograd builds no slice node
+    and no full-size zero-filled gradient; when the backward pass ends, one
+    ``_foreach_add_`` adds every leaf's gradient into its region of ``.grad``. A weight
+    whose first gradient of a step is a slice gets a kept buffer as ``.grad``, and the
+    slice is copied in: that buffer is zero outside the slice only because each timed
+    loop here trains one fixed arch, or starts from the largest (which writes ``.grad``
+    directly); a shipped version would have to zero what earlier steps wrote outside it.
+    """
+
+    def __init__(self) -> None:
+        self.records: list[tuple[torch.Tensor, torch.Tensor, Index]] = []
+        self.buffers: dict[torch.Tensor, torch.Tensor] = {}
+
+    def cut(self, weight: torch.Tensor, index: Index) -> torch.Tensor:
+        if not torch.is_grad_enabled():
+            return weight[index]
+        leaf = weight.detach()[index].requires_grad_()
+        self.records.append((leaf, weight, index))
+        return leaf
+
+    def attach(self, output: torch.Tensor) -> torch.Tensor:
+        records, self.records = self.records, []
+        engine = torch.autograd.Variable._execution_engine
+        output.register_hook(lambda _: engine.queue_callback(lambda: self._collect(records)))
+        return output
+
+    @torch.no_grad()
+    def _collect(self, records) -> None:
+        copies: tuple[list, list] = ([], [])
+        adds: tuple[list, list] = ([], [])
+        for leaf, weight, index in records:
+            into = adds
+            if weight.grad is None:
+                if weight not in self.buffers:
+                    self.buffers[weight] = torch.zeros_like(weight)
+                weight.grad, into = self.buffers[weight], copies
+            into[0].append(weight.grad[index])
+            into[1].append(leaf.grad)
+        if copies[0]:
+            torch._foreach_copy_(*copies)
+        if adds[0]:
+            torch._foreach_add_(*adds)
+
+
+def minor_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def faults_per_step(step: Callable[[], float], steps: int = 10) -> float:
+    before = minor_faults()
+    for _ in range(steps):
+        step()
+    return (minor_faults() - before) / steps
 
 
 # -- the harness --------------------------------------------------------------------------
@@ -349,6 +407,81 @@ def compare_compile_largest() -> dict:
     return {"compile_seconds": compile_seconds, **row}
 
 
+def leaf_rows(space_name: str, batch: int, size: int, seconds: float) -> dict:
+    """Autograd slicing vs leaf slices: the smallest against its static model, and the
+    default recipe's step (largest + 1 random + smallest; same random arch in a pair)."""
+    space = load_space(space_name)
+    torch.manual_seed(0)
+    supernet = MBConvSupernet(space).to(memory_format=CL)
+    static = supernet.export(space.smallest()).to(memory_format=CL)
+    opt_s = sgd(supernet.parameters(), 1e-4, 0.9, False)
+    opt_m = sgd(static.parameters(), 1e-4, 0.9, False)
+    x = torch.randn(batch, space.config.in_channels, size, size).contiguous(memory_format=CL)
+    y = torch.randint(0, space.config.num_classes, (batch,))
+    router = LeafRouter()
+
+    def step(archs, routed: bool) -> float:
+        CUT["fn"] = router.cut if routed else plain_cut
+        t = time.perf_counter()
+        opt_s.zero_grad(set_to_none=True)
+        for arch in archs:
+            supernet.set_arch(arch)
+            out = supernet(x)
+            F.cross_entropy(router.attach(out) if routed else out, y).backward()
+        opt_s.step()
+        return time.perf_counter() - t
+
+    rng = np.random.default_rng(0)
+    current = {"arch": space.sample(rng)}
+
+    def sandwich(routed: bool) -> float:
+        if not routed:
+            current["arch"] = space.sample(rng)
+        return step((space.largest(), current["arch"], space.smallest()), routed)
+
+    def grads_of(archs, routed: bool) -> dict[str, torch.Tensor]:
+        CUT["fn"] = router.cut if routed else plain_cut
+        supernet.zero_grad(set_to_none=True)
+        for arch in archs:
+            supernet.set_arch(arch)
+            out = supernet(x)
+            F.cross_entropy(router.attach(out) if routed else out, y).backward()
+        return {n: p.grad.clone() for n, p in supernet.named_parameters() if p.grad is not None}
+
+    smallest = [space.smallest()]
+    same = True
+    for archs in (smallest, (space.largest(), space.sample(rng), space.smallest())):
+        want, got = grads_of(archs, False), grads_of(archs, True)
+        same &= want.keys() == got.keys() and all(torch.equal(got[k], want[k]) for k in want)
+    router.buffers.clear()  # each loop below starts from zero buffers (see LeafRouter)
+    row: dict = {
+        "smallest": interleaved(
+            lambda: step(smallest, False),
+            lambda: step(smallest, True),
+            lambda: timed_step(static, x, y, opt_m),
+            seconds=seconds,
+        )
+    }
+    router.buffers.clear()
+    row["sandwich"] = interleaved(
+        lambda: sandwich(False), lambda: sandwich(True), seconds=2 * seconds
+    )
+    router.buffers.clear()
+    row["smallest"]["minor_faults_per_step"] = {
+        "plain": faults_per_step(lambda: step(smallest, False)),
+        "variant": faults_per_step(lambda: step(smallest, True)),
+        "static": faults_per_step(lambda: timed_step(static, x, y, opt_m)),
+    }
+    return {"gradients_equal": same, **row}
+
+
+def compare_leaf_slices() -> dict:
+    return {
+        "attentive-fashion, batch 128": leaf_rows("attentive-fashion", 128, 28, 45.0),
+        "attentive, batch 8": leaf_rows("attentive", 8, 224, 45.0),
+    }
+
+
 VARIANTS: dict[str, Callable[[], dict]] = {
     "slice-accumulate": lambda: compare_slicer(SliceIntoGrad.apply),
     "gather": lambda: compare_slicer(gather=True),
@@ -356,6 +489,7 @@ VARIANTS: dict[str, Callable[[], dict]] = {
     "pointwise-gemm": compare_pointwise_gemm,
     "pointwise-gemm-sandwich": compare_pointwise_gemm_sandwich,
     "compile-largest": compare_compile_largest,
+    "leaf-slices": compare_leaf_slices,
 }
 
 
