@@ -7,6 +7,10 @@ trainer's fused SGD), channels-last, 2 threads; supernet and exported model time
 alternately (ABAB...) for 30 s per arch, and the median of the pairwise ratios reported.
 Also images/s of one full sandwich step and the peak resident memory.
 
+python benchmarks/supernet_overhead.py --retime SPACE ARCH SECONDS  ->
+supernet_overhead_retime.json: one row of the table (ARCH smallest|median|largest) timed
+for longer, keyed "SPACE ARCH".
+
 python benchmarks/supernet_overhead.py --batch-sweep  ->  supernet_overhead_batch.json:
 the smallest `attentive-fashion` arch at batch 2..512, to split the supernet's extra time
 into a fixed cost per step (slice views, full-size gradients, the full-size update) and a
@@ -33,7 +37,9 @@ from samplenas.train.optim import sgd
 
 OUT = Path(__file__).parent / "results" / "supernet_overhead.json"
 SWEEP_OUT = OUT.with_name("supernet_overhead_batch.json")
+RETIME_OUT = OUT.with_name("supernet_overhead_retime.json")
 SWEEP_BATCHES = (2, 32, 128, 512)
+SETTINGS = {"attentive-fashion": (128, 28, 30.0), "attentive": (8, 224, 30.0)}
 
 
 def step_time(model, x, y, opt, before=None) -> float:
@@ -119,25 +125,44 @@ def batch_sweep() -> None:
     )
 
 
+def table_archs(space) -> list[tuple[str, dict]]:
+    rng = np.random.default_rng(0)
+    return [
+        ("smallest", space.smallest()),
+        ("median", median_arch(space, rng)),
+        ("largest", space.largest()),
+    ]
+
+
+def retime(name: str, label: str, seconds: float) -> None:
+    """One table row timed for ``seconds`` instead of 30 (the big space's rows are noisy)."""
+    space = load_space(name)
+    batch, size, _ = SETTINGS[name]
+    arch = dict(table_archs(space))[label]
+    row = {"batch": batch, "input": size, "seconds": seconds}
+    row.update(compare(space, arch, batch, size, seconds))
+    result = json.loads(RETIME_OUT.read_text()) if RETIME_OUT.is_file() else {}
+    result[f"{name} {label}"] = row
+    atomic_write_json(RETIME_OUT, result)
+    print(json.dumps(row))
+
+
 def main() -> None:
     torch.set_num_threads(2)
     torch.manual_seed(0)
     if sys.argv[1:] == ["--batch-sweep"]:
         batch_sweep()
         return
+    if sys.argv[1:2] == ["--retime"]:
+        retime(sys.argv[2], sys.argv[3], float(sys.argv[4]))
+        return
     which = sys.argv[1:] or ["attentive-fashion", "attentive"]
     result: dict = {"threads": 2, "memory_format": "channels_last", "spaces": {}}
-    settings = {"attentive-fashion": (128, 28, 30.0), "attentive": (8, 224, 30.0)}
     for name in which:
         space = load_space(name)
-        batch, size, seconds = settings[name]
-        rng = np.random.default_rng(0)
+        batch, size, seconds = SETTINGS[name]
         rows = {}
-        for label, arch in (
-            ("smallest", space.smallest()),
-            ("median", median_arch(space, rng)),
-            ("largest", space.largest()),
-        ):
+        for label, arch in table_archs(space):
             rows[label] = compare(space, arch, batch, size, seconds)
             print(name, label, json.dumps(rows[label]), flush=True)
         result["spaces"][name] = {"batch": batch, "input": size, "archs": rows}
