@@ -229,15 +229,18 @@ def faults_per_step(step: Callable[[], float], steps: int = 10) -> float:
 
 
 # -- the harness --------------------------------------------------------------------------
-def make_models(arch_name: str):
+def make_models(
+    arch_name: str, space_name: str = "attentive-fashion", batch: int = 128, size: int = 28
+):
+    """Seeded supernet with ``arch_name`` set, its static model, and one fixed batch."""
     torch.manual_seed(0)
-    space = load_space("attentive-fashion")
+    space = load_space(space_name)
     arch = getattr(space, arch_name)()
     supernet = MBConvSupernet(space).to(memory_format=CL)
     supernet.set_arch(arch)
     static = supernet.export(arch).to(memory_format=CL)
-    x = torch.randn(128, 1, 28, 28).contiguous(memory_format=CL)
-    y = torch.randint(0, 10, (128,))
+    x = torch.randn(batch, space.config.in_channels, size, size).contiguous(memory_format=CL)
+    y = torch.randint(0, space.config.num_classes, (batch,))
     return supernet, static, x, y
 
 
@@ -411,23 +414,23 @@ def leaf_rows(space_name: str, batch: int, size: int, seconds: float) -> dict:
     """Autograd slicing vs leaf slices: the smallest against its static model, and the
     default recipe's step (largest + 1 random + smallest; same random arch in a pair)."""
     space = load_space(space_name)
-    torch.manual_seed(0)
-    supernet = MBConvSupernet(space).to(memory_format=CL)
-    static = supernet.export(space.smallest()).to(memory_format=CL)
+    supernet, static, x, y = make_models("smallest", space_name, batch, size)
     opt_s = sgd(supernet.parameters(), 1e-4, 0.9, False)
     opt_m = sgd(static.parameters(), 1e-4, 0.9, False)
-    x = torch.randn(batch, space.config.in_channels, size, size).contiguous(memory_format=CL)
-    y = torch.randint(0, space.config.num_classes, (batch,))
     router = LeafRouter()
 
-    def step(archs, routed: bool) -> float:
+    def backward(archs, routed: bool) -> None:
+        """Gradients of ``archs`` accumulated from zero, by either slicing."""
         CUT["fn"] = router.cut if routed else plain_cut
-        t = time.perf_counter()
-        opt_s.zero_grad(set_to_none=True)
+        supernet.zero_grad(set_to_none=True)
         for arch in archs:
             supernet.set_arch(arch)
             out = supernet(x)
             F.cross_entropy(router.attach(out) if routed else out, y).backward()
+
+    def step(archs, routed: bool) -> float:
+        t = time.perf_counter()
+        backward(archs, routed)
         opt_s.step()
         return time.perf_counter() - t
 
@@ -440,12 +443,7 @@ def leaf_rows(space_name: str, batch: int, size: int, seconds: float) -> dict:
         return step((space.largest(), current["arch"], space.smallest()), routed)
 
     def grads_of(archs, routed: bool) -> dict[str, torch.Tensor]:
-        CUT["fn"] = router.cut if routed else plain_cut
-        supernet.zero_grad(set_to_none=True)
-        for arch in archs:
-            supernet.set_arch(arch)
-            out = supernet(x)
-            F.cross_entropy(router.attach(out) if routed else out, y).backward()
+        backward(archs, routed)
         return {n: p.grad.clone() for n, p in supernet.named_parameters() if p.grad is not None}
 
     smallest = [space.smallest()]
