@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from samplenas import load_space
 from samplenas.data import BatchLoader, load_dataset
-from samplenas.supernet import MBConvSupernet, calibrate_bn, calibrated_subnet
+from samplenas.supernet import MBConvSupernet, calibrate_bn, calibrated_subnet, sliced_linear
 from samplenas.supernet.dynamic import centre
 from samplenas.supernet.mbconv_supernet import shared_name
 from test_static_model import measured_cost
@@ -26,6 +26,18 @@ def randomize_bn(model: torch.nn.Module, seed: int = 0) -> None:
             m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
             m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
             m.bias.data.copy_(torch.rand(n, generator=g) - 0.5)
+
+
+def count_calls(monkeypatch, function: type[torch.autograd.Function]) -> dict[str, int]:
+    calls = {"apply": 0}
+    apply = function.apply
+
+    def counted(*args):
+        calls["apply"] += 1
+        return apply(*args)
+
+    monkeypatch.setattr(function, "apply", counted)
+    return calls
 
 
 @pytest.mark.parametrize("name, size", [("tiny", 8), ("attentive-fashion", 28)])
@@ -62,17 +74,34 @@ def test_channels_last_gives_the_same_outputs():
     assert torch.allclose(ref, out, atol=1e-5)
 
 
-def test_a_subnet_gradient_is_its_static_models_gradient_inside_the_slice():
-    """Training a sub-network in the supernet trains exactly its exported model's weights."""
+@pytest.mark.parametrize(
+    "layout, function_min",
+    [(torch.contiguous_format, None), (torch.channels_last, None), (torch.channels_last, 0)],
+    ids=["nchw", "channels-last", "channels-last-sliced-linear"],
+)
+@pytest.mark.parametrize("seed", [3, 4])
+def test_a_subnet_gradient_is_its_static_models_gradient_inside_the_slice(
+    layout, function_min, seed, monkeypatch
+):
+    """Training a sub-network in the supernet trains exactly its exported model's weights.
+
+    Channels-last with ``FUNCTION_MIN_ELEMENTS`` at 0 runs every sliced 1x1 convolution and
+    the classifier through ``SlicedLinear``'s hand-written backward (the tiny space's
+    weights are all below the real threshold); the other cases use autograd slices.
+    """
+    if function_min is not None:
+        monkeypatch.setattr(sliced_linear, "FUNCTION_MIN_ELEMENTS", function_min)
+    calls = count_calls(monkeypatch, sliced_linear.SlicedLinear)
     space = load_space("tiny")
     torch.manual_seed(1)
-    net = MBConvSupernet(space)
-    arch = space.sample(np.random.default_rng(3))
-    x, y = torch.randn(8, 1, 8, 8), torch.randint(0, 10, (8,))
+    net = MBConvSupernet(space).to(memory_format=layout)
+    arch = space.sample(np.random.default_rng(seed))
+    x, y = torch.randn(8, 1, 8, 8).contiguous(memory_format=layout), torch.randint(0, 10, (8,))
     net.set_arch(arch)
     F.cross_entropy(net(x), y).backward()
+    assert (calls["apply"] > 0) == (function_min == 0)
     grads = {n: p.grad for n, p in net.named_parameters() if p.grad is not None}
-    static = net.export(arch)
+    static = net.export(arch).to(memory_format=layout)
     F.cross_entropy(static(x), y).backward()
     mapping = net._block_map(arch)
     for name, p in static.named_parameters():

@@ -2,7 +2,9 @@
 
 Channel slicing takes the first channels (so small sub-networks share the most-trained
 filters), kernel slicing takes the centre of the largest kernel. Slices are views, so
-every sub-network trains the same shared weights.
+every sub-network trains the same shared weights. The 1x1 convolutions and the classifier
+(most of the weights) take their block through ``SlicedLinear``, whose backward pass is
+cheaper than autograd's chain of slice nodes.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from samplenas.space.mbconv_cost import se_channels
-from samplenas.supernet.layers import pointwise_conv
+from samplenas.supernet.sliced_linear import sliced_linear, sliced_pointwise_conv
 
 
 def centre(weight: torch.Tensor, kernel: int) -> torch.Tensor:
@@ -45,8 +47,7 @@ class DynamicConv2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c_in, out, k = x.shape[1], self.active_out, self.active_kernel
         if k == 1 and self.stride == 1:  # no weight copy: the GEMM reads the slice in place
-            b = self.bias[:out] if self.bias is not None else None
-            return pointwise_conv(x, self.weight[:out, :c_in, 0, 0], b)
+            return sliced_pointwise_conv(x, self.weight, self.bias, out)
         w = self.weight
         if out != w.shape[0] or c_in != w.shape[1]:
             w = w[:out, :c_in]
@@ -129,6 +130,4 @@ class DynamicLinear(nn.Module):
         nn.init.normal_(self.weight, std=0.01)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        c = x.shape[1]
-        w = self.weight if c == self.weight.shape[1] else self.weight[:, :c]
-        return F.linear(x, w, self.bias)
+        return sliced_linear(x, self.weight, self.bias, self.weight.shape[0])

@@ -20,10 +20,10 @@ def activation(name: str) -> nn.Module:
 def pointwise_conv(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
 ) -> torch.Tensor:
-    """A 1x1, stride-1 convolution; ``weight`` is [out, in], possibly a strided slice.
+    """A 1x1, stride-1 convolution of the static model; ``weight`` is [out, in].
 
     On a channels-last activation it is one matrix product over the (N*H*W, C) view, which
-    BLAS reads in place, slice or not. Interleaved on this 2-core CPU that made a
+    BLAS reads in place. Interleaved on this 2-core CPU that made a
     default-recipe training step 0.89x as long as oneDNN's 1x1 convolution
     (benchmarks/overhead_alternatives.py).
     """
