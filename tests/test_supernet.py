@@ -222,3 +222,45 @@ def test_calibrating_one_subnet_leaves_the_shared_state_alone():
     assert net.active_arch == other
     with torch.no_grad():
         assert torch.equal(net(x), before)
+
+
+@pytest.mark.parametrize("x_grad", [True, False])
+@pytest.mark.parametrize("bias", [True, False])
+def test_sliced_linear_gradients_match_autograd_slicing(x_grad, bias):
+    torch.manual_seed(0)
+    weight = torch.randn(12, 10, 1, 1, requires_grad=True)
+    b = torch.randn(12, requires_grad=True) if bias else None
+    x = torch.randn(6, 7, requires_grad=x_grad)
+    out = sliced_linear.SlicedLinear.apply(x, weight, b, 5)
+    want = F.linear(x, weight[:5, :7, 0, 0], b[:5] if bias else None)
+    assert torch.allclose(out, want)
+    upstream = torch.randn_like(out)
+    got = torch.autograd.grad(
+        out, [t for t in (x, weight, b) if t is not None and t.requires_grad], upstream
+    )
+    ref = torch.autograd.grad(
+        want, [t for t in (x, weight, b) if t is not None and t.requires_grad], upstream
+    )
+    for g, r in zip(got, ref, strict=True):
+        assert g.shape == r.shape and torch.allclose(g, r, atol=1e-6)
+    assert float(got[1 if x_grad else 0][5:].abs().sum()) == 0.0
+
+
+def test_sliced_linear_under_autocast_matches_autograd_slicing():
+    """Autocast runs the forward in bfloat16; the backward must still return float32
+    gradients of the right shape, close to autograd slicing's."""
+    torch.manual_seed(0)
+    weight = torch.randn(12, 10, requires_grad=True)
+    x = torch.randn(6, 7, requires_grad=True)
+    grads = []
+    for fn in (
+        lambda: sliced_linear.SlicedLinear.apply(x, weight, None, 5),
+        lambda: F.linear(x, weight[:5, :7]),
+    ):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = fn()
+        assert out.dtype == torch.bfloat16
+        grads.append(torch.autograd.grad(out.float().sum(), [x, weight]))
+    for g, r in zip(*grads, strict=True):
+        assert g.dtype == r.dtype == torch.float32
+        assert torch.allclose(g, r, atol=0.05, rtol=0.02)

@@ -3,8 +3,8 @@
 Channel slicing takes the first channels (so small sub-networks share the most-trained
 filters), kernel slicing takes the centre of the largest kernel. Slices are views, so
 every sub-network trains the same shared weights. The 1x1 convolutions and the classifier
-(most of the weights) take their block through ``SlicedLinear``, whose backward pass is
-cheaper than autograd's chain of slice nodes.
+(most of the weights) take their block through ``sliced_linear``: a cheaper backward pass
+than autograd's chain of slice nodes (``supernet/sliced_linear.py``).
 """
 
 from __future__ import annotations

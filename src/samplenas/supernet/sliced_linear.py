@@ -7,7 +7,9 @@ chain ends in a strided transposing copy. On the `attentive` space's smallest
 sub-network those chains were most of the supernet's extra time over its static model
 (ratio 1.08-1.09; with this function 1.03-1.04, benchmarks/supernet_overhead.py). Here
 the backward pass writes the weight gradient once, with a BLAS call, straight into its
-block of a full-size gradient, and zero-fills only the rest.
+block of a full-size gradient, and zero-fills only the rest. Small weights, where that
+Python backward costs more than it saves, are cut from their [out, in] view, which
+leaves autograd at most two slice nodes.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ def _matrix(weight: torch.Tensor) -> torch.Tensor:
 
 
 FUNCTION_MIN_ELEMENTS = 2**18
-"""Weights this large (1 MiB in float32) take ``SlicedLinear``: interleaved A/B runs of the
-smallest sub-network's step put the break-even between 2**14 and 2**18 elements."""
+"""Weights this large (1 MiB in float32) take ``SlicedLinear``; smaller ones an autograd
+slice of their [out, in] view. Of 0, 2**14, 2**16, 2**18 and never, 2**18 gave the
+smallest sub-network's step the lowest ratio on both MobileNet spaces
+(benchmarks/sliced_linear.py)."""
 
 
 class SlicedLinear(torch.autograd.Function):
