@@ -4,8 +4,11 @@ Run: python benchmarks/overhead_alternatives.py [VARIANT ...]
      -> benchmarks/results/overhead_alternatives.json (kept across runs, per variant)
 VARIANTs: slice-accumulate, gather, contiguous, pointwise-gemm, pointwise-gemm-sandwich,
 compile-largest, leaf-slices (default: all). Each one patches the layers inside this process only;
-"plain" is the shipped slicing. The committed JSON's slicing rows were measured before
-1x1 convolutions became GEMMs (2026-11-27), when plain ran them through oneDNN.
+"plain" is the slicing shipped before supernet/sliced_linear.py (autograd slices of
+``weight[:out, :c_in, 0, 0]``), which this script keeps for comparison (see
+benchmarks/sliced_linear.py for the shipped one). The committed JSON's slicing rows were
+measured before 1x1 convolutions became GEMMs (2026-11-27), when plain ran them through
+oneDNN.
 Steps are interleaved (plain, static, variant, static, ... or plain, variant, ...) at
 batch 128 on `attentive-fashion`, 2 threads, channels-last, as in supernet_overhead.py;
 each ratio is the median of the ratios of adjacent steps, which cancels the host's drift.
