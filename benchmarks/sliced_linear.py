@@ -19,16 +19,16 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from overhead_alternatives import make_models  # seeded supernet, its static model, one batch
 
 from samplenas.io import atomic_write_json
 from samplenas.space import load_space
-from samplenas.supernet import MBConvSupernet, sliced_linear
+from samplenas.supernet import sliced_linear
 from samplenas.train.optim import sgd
 
 OUT = Path(__file__).parent / "results" / "sliced_linear.json"
 CANDIDATES = {"0": 0, "2**14": 2**14, "2**16": 2**16, "2**18": 2**18, "never": 2**62}
 SETTINGS = {"attentive-fashion": (128, 28, 60.0), "attentive": (8, 224, 120.0)}
-CL = torch.channels_last
 SHIPPED = sliced_linear.FUNCTION_MIN_ELEMENTS
 
 
@@ -58,12 +58,8 @@ def median_iqr(values: list[float]) -> dict:
 
 def space_rows(name: str) -> dict:
     batch, size, seconds = SETTINGS[name]
-    torch.manual_seed(0)
     space = load_space(name)
-    supernet = MBConvSupernet(space).to(memory_format=CL)
-    static = supernet.export(space.smallest()).to(memory_format=CL)
-    x = torch.randn(batch, space.config.in_channels, size, size).contiguous(memory_format=CL)
-    y = torch.randint(0, space.config.num_classes, (batch,))
+    supernet, static, x, y = make_models("smallest", name, batch, size)
     opt_s = sgd(supernet.parameters(), 1e-4, 0.9, False)
     opt_m = sgd(static.parameters(), 1e-4, 0.9, False)
     smallest = [space.smallest()]

@@ -235,12 +235,9 @@ def test_sliced_linear_gradients_match_autograd_slicing(x_grad, bias):
     want = F.linear(x, weight[:5, :7, 0, 0], b[:5] if bias else None)
     assert torch.allclose(out, want)
     upstream = torch.randn_like(out)
-    got = torch.autograd.grad(
-        out, [t for t in (x, weight, b) if t is not None and t.requires_grad], upstream
-    )
-    ref = torch.autograd.grad(
-        want, [t for t in (x, weight, b) if t is not None and t.requires_grad], upstream
-    )
+    inputs = [t for t in (x, weight, b) if t is not None and t.requires_grad]
+    got = torch.autograd.grad(out, inputs, upstream)
+    ref = torch.autograd.grad(want, inputs, upstream)
     for g, r in zip(got, ref, strict=True):
         assert g.shape == r.shape and torch.allclose(g, r, atol=1e-6)
     assert float(got[1 if x_grad else 0][5:].abs().sum()) == 0.0

@@ -78,13 +78,13 @@ def sliced_linear(
     Below ``FUNCTION_MIN_ELEMENTS`` the Python backward costs more than the slice nodes
     it saves, so small weights keep autograd slicing.
     """
-    cols = x.shape[1]
-    matrix = _matrix(weight)
-    if rows == matrix.shape[0] and cols == matrix.shape[1]:
-        return F.linear(x, matrix, bias)
-    if weight.numel() >= FUNCTION_MIN_ELEMENTS:
+    sliced = (rows, x.shape[1]) != tuple(weight.shape[:2])
+    if sliced and weight.numel() >= FUNCTION_MIN_ELEMENTS:
         return SlicedLinear.apply(x, weight, bias, rows)
-    return F.linear(x, matrix[:rows, :cols], bias[:rows] if bias is not None else None)
+    matrix = _matrix(weight)
+    if not sliced:
+        return F.linear(x, matrix, bias)
+    return F.linear(x, matrix[:rows, : x.shape[1]], bias[:rows] if bias is not None else None)
 
 
 def sliced_pointwise_conv(
