@@ -17,11 +17,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--config", help="YAML recipe (see configs/); default: configs/fashion.yaml values"
     )
     p.add_argument("--out", help="run directory (default runs/<config name>)")
-    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR where it stopped")
+    p.add_argument(
+        "--resume",
+        metavar="DIR",
+        help="continue the run in DIR where it stopped (may change only --epochs, "
+        "checkpoint/eval cadence, threads, --data-dir)",
+    )
     p.add_argument("--sampler", help="sampler name, e.g. uniform or flops-uniform")
     p.add_argument("--epochs", type=positive_int, help="number of epochs")
     p.add_argument("--data-dir", help="folder holding the dataset files")
-    p.add_argument("--seed", type=int, help="random seed of the whole run")
+    p.add_argument(
+        "--seed",
+        type=int,
+        help="random seed of training (the data split has its own, data.split_seed)",
+    )
     p.add_argument(
         "--set",
         action="append",
@@ -65,12 +74,18 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from samplenas.train import Trainer, TrainingDiverged, load_config
+    from samplenas.train.config import load_run_config
 
     if args.resume:
         run = Path(args.resume)
+        if args.config:
+            raise UserError(
+                "--config cannot be combined with --resume: a resumed run keeps its own "
+                f"recipe ('{run / 'config.yaml'}'); drop --config"
+            )
         if not (run / "config.yaml").is_file():
             raise UserError(f"'{run}' is not a run directory (no config.yaml); nothing to resume")
-        cfg = load_config(run / "config.yaml", _overrides(args))
+        cfg = load_run_config(run, _overrides(args))
         out = run
     else:
         cfg = load_config(args.config, _overrides(args))

@@ -1,7 +1,9 @@
 """The training recipe: YAML in, typed dataclasses out, every bad key or value named.
 
 ``configs/*.yaml`` hold recipes; ``--set train.lr=0.2`` overrides one value. The resolved
-recipe is written into the run directory so a run can be resumed and reproduced.
+recipe is written into the run directory so a run can be resumed and reproduced; a resume
+may change only what does not change what the run is (``RESUMABLE``), and each resume is
+recorded in the run's ``config.yaml`` under ``resumes``.
 """
 
 from __future__ import annotations
@@ -10,12 +12,25 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from samplenas.errors import UserError
+from samplenas.io import atomic_write_text
+
+RESUMES = "resumes"  # config.yaml's history of resumes; not part of the recipe
+# what a resume may change: how long and how often, never what is trained on what
+RESUMABLE = (
+    "train.epochs",
+    "checkpoint.every_steps",
+    "checkpoint.keep_last",
+    "eval_every_epochs",
+    "train.threads",
+    "data.data_dir",  # where the files are, not which
+)
 
 
 @dataclass
@@ -23,6 +38,7 @@ class DataConfig:
     dataset: str = "fashion-mnist"  # fashion-mnist | digits | folder
     data_dir: str | None = None
     val_size: int = 5000
+    split_seed: int = 0  # the train/val split's own seed: a study's seeds vary training only
     image_size: int = 32  # folder datasets only
     grayscale: bool = False  # folder datasets only
     augment: bool = True
@@ -197,22 +213,82 @@ def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> RunConfig:
-    """Read a recipe (or the defaults when ``path`` is None) and apply overrides."""
-    raw: dict[str, Any] = {}
-    if path is not None:
-        try:
-            raw = yaml.safe_load(Path(path).read_text()) or {}
-        except OSError as exc:
-            raise UserError(f"cannot read config file '{path}': {exc.strerror or exc}") from exc
-        except yaml.YAMLError as exc:
-            raise UserError(
-                f"config file '{path}' is not valid YAML: {str(exc).splitlines()[0]}"
-            ) from exc
+def _read_yaml(path: str | Path) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    except OSError as exc:
+        raise UserError(f"cannot read config file '{path}': {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise UserError(
+            f"config file '{path}' is not valid YAML: {str(exc).splitlines()[0]}"
+        ) from exc
     if not isinstance(raw, dict):
         raise UserError(f"config file '{path}' must hold a YAML mapping")
+    return raw
+
+
+def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Read a recipe (or the defaults when ``path`` is None) and apply overrides."""
+    raw = _read_yaml(path) if path is not None else {}
+    raw.pop(RESUMES, None)
     return _check(_build(RunConfig, merge(raw, overrides or {}), ""))
 
 
 def config_from_dict(raw: dict[str, Any]) -> RunConfig:
+    raw = {k: v for k, v in raw.items() if k != RESUMES}
     return _check(_build(RunConfig, raw, ""))
+
+
+def _run_recipe(run_dir: Path) -> dict[str, Any]:
+    """A run directory's saved recipe; runs from before ``data.split_seed`` split by ``seed``."""
+    raw = _read_yaml(run_dir / "config.yaml")
+    raw.pop(RESUMES, None)
+    data = raw.get("data")
+    if isinstance(data, dict) and "split_seed" not in data:
+        raw["data"] = {**data, "split_seed": raw.get("seed", 0)}
+    return raw
+
+
+def load_run_config(run_dir: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """The recipe a run directory was trained with, plus ``overrides``."""
+    return _check(_build(RunConfig, merge(_run_recipe(Path(run_dir)), overrides or {}), ""))
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"lr": 0.1}}`` -> ``{"train.lr": 0.1}``."""
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        key = f"{prefix}{k}"
+        out.update(flatten(v, f"{key}.") if isinstance(v, dict) else {key: v})
+    return out
+
+
+def resume_changes(run_dir: str | Path, cfg: RunConfig) -> dict[str, list[Any]]:
+    """What ``cfg`` changes in the run saved in ``run_dir``: ``{key: [old, new]}``.
+
+    A key outside ``RESUMABLE`` (seed, space, data split, sampler, batch size, ...) would
+    make the resumed run something it was not; that is a user error naming the key.
+    """
+    old = flatten(load_run_config(run_dir).to_dict())
+    new = flatten(cfg.to_dict())
+    keys = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    changed = {k: [old.get(k), new.get(k)] for k in keys}
+    fixed = [f"{k} ({a!r} -> {b!r})" for k, (a, b) in changed.items() if k not in RESUMABLE]
+    if fixed:
+        raise UserError(
+            f"{', '.join(fixed)} cannot change on resume of '{run_dir}' (it defines the run); "
+            f"a resume may change only {', '.join(RESUMABLE)}; start a new run with --out"
+        )
+    return changed
+
+
+def record_resume(
+    run_dir: str | Path, cfg: RunConfig, changed: dict[str, list[Any]], step: int
+) -> None:
+    """Write ``cfg`` to the run's config.yaml with this resume added to its ``resumes``."""
+    path = Path(run_dir) / "config.yaml"
+    history = _read_yaml(path).get(RESUMES)
+    history = history if isinstance(history, list) else []
+    when = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    history.append({"when": when, "from_step": step, "changed": changed})
+    atomic_write_text(path, yaml.safe_dump({**cfg.to_dict(), RESUMES: history}, sort_keys=False))

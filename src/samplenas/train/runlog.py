@@ -2,7 +2,9 @@
 
 Records are appended as steps happen, but a crash rolls training back to the last
 checkpoint; ``truncate_after`` drops what was logged past it, so a resumed run's logs
-read exactly like an uninterrupted run's (no step appears twice).
+read exactly like an uninterrupted run's (no step appears twice). A fresh run starts them
+empty (``start_fresh``): an earlier run in the same folder may have died before its first
+checkpoint and left records that belong to no checkpoint.
 """
 
 from __future__ import annotations
@@ -15,6 +17,16 @@ from samplenas.io import atomic_write_text
 
 METRICS = "metrics.jsonl"
 SAMPLES = "samples.jsonl"  # per step: the sub-networks the sampler chose, and how
+TENSORBOARD = "tensorboard"  # event files, when the tensorboard extra is installed
+SUMMARY = "run.json"
+
+
+def start_fresh(run_dir: Path) -> None:
+    """Remove the logs and TensorBoard event files an earlier run left in ``run_dir``."""
+    for name in (METRICS, SAMPLES, SUMMARY):
+        (run_dir / name).unlink(missing_ok=True)
+    for events in (run_dir / TENSORBOARD).glob("**/events.out.tfevents.*"):
+        events.unlink()
 
 
 def append(path: Path, record: dict[str, Any]) -> None:

@@ -38,7 +38,7 @@ from samplenas.train.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
-from samplenas.train.config import RunConfig
+from samplenas.train.config import RunConfig, record_resume, resume_changes
 from samplenas.train.ema import make_ema
 from samplenas.train.evaluate import calibration_set, eval_loader, evaluate_subnet
 from samplenas.train.optim import sgd
@@ -75,7 +75,7 @@ def distill_targets(
 
 def load_run_data(cfg: RunConfig) -> DataSplits:
     d = cfg.data
-    data = load_dataset(d.dataset, d.data_dir, d.val_size, cfg.seed, d.image_size, d.grayscale)
+    data = load_dataset(d.dataset, d.data_dir, d.val_size, d.split_seed, d.image_size, d.grayscale)
     if d.train_subset:
         keep = d.train_subset
         data.train = Split(data.train.images[:keep], data.train.labels[:keep])
@@ -130,6 +130,8 @@ class Trainer:
     ) -> None:
         self.cfg = cfg
         self.out = Path(out)
+        # a resume may extend a run, never turn it into another one
+        self.resumed_with = resume_changes(self.out, cfg) if resume else None
         self.dist = D.init_distributed()
         self.progress = progress and self.dist.is_main
         threads = cfg.train.threads or max(1, (os.cpu_count() or 1) // self.dist.world_size)
@@ -195,6 +197,7 @@ class Trainer:
             self._resume()
         elif self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
+            runlog.start_fresh(self.out)  # an earlier run that died early left its logs
             atomic_write_text(self.out / "config.yaml", cfg.to_yaml())
         if self.dist.is_main:
             self._open_tensorboard()
@@ -252,6 +255,7 @@ class Trainer:
         if self.dist.is_main:  # forget what was logged after the checkpoint
             for name in (runlog.METRICS, runlog.SAMPLES):
                 runlog.truncate_after(self.out / name, self.step, self.epoch)
+            record_resume(self.out, self.cfg, self.resumed_with or {}, self.step)
 
     def _open_tensorboard(self) -> None:
         try:
@@ -260,7 +264,7 @@ class Trainer:
             return
         # a resumed run hides what was logged past its checkpoint, like truncate_after
         purge = self.step + 1 if self.step else None
-        self.writer = SummaryWriter(str(self.out / "tensorboard"), purge_step=purge)
+        self.writer = SummaryWriter(str(self.out / runlog.TENSORBOARD), purge_step=purge)
 
     def log(self, record: dict[str, Any]) -> None:
         if not self.dist.is_main:
@@ -409,7 +413,7 @@ class Trainer:
             "train_seconds": self._elapsed(),
         }
         if self.dist.is_main:
-            atomic_write_json(self.out / "run.json", summary)
+            atomic_write_json(self.out / runlog.SUMMARY, summary)
         return summary
 
     def _train_epochs(self, bar: tqdm) -> None:
