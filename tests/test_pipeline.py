@@ -63,7 +63,7 @@ def test_search_is_resumable_and_reports_a_tested_front(run_dir, capsys):
     assert all(0 <= m["test_top1"] <= 100 for m in front)
     assert (run_dir / "search" / "pareto.png").stat().st_size > 1000
     lines = (run_dir / "search" / "archive.jsonl").read_text().splitlines()
-    assert len(lines) == full["evaluations"]
+    assert len(lines) == 1 + full["evaluations"]  # the evaluation fingerprint, then rows
 
 
 def test_search_flops_bounds_and_bad_range(run_dir, capsys):
@@ -145,7 +145,7 @@ def test_predictor_fit_reports_kendall_tau(run_dir, capsys):
     kept = json.loads((run_dir / "predictor" / "fit.json").read_text())
     assert kept["predictor"] == "forest.npz"  # relative: the folder can move
     assert main(argv) == 0  # a second fit re-evaluates nothing
-    assert (run_dir / "predictor" / "dataset.jsonl").read_text().count("\n") == 40
+    assert (run_dir / "predictor" / "dataset.jsonl").read_text().count("\n") == 1 + 40
 
 
 def test_accuracy_halves_split_images_by_parity_across_batches():

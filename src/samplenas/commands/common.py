@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from samplenas.search.archive import Archive
 
 
 def positive_int(text: str) -> int:
@@ -51,3 +57,16 @@ def add_weights_option(p: argparse.ArgumentParser) -> None:
         default="auto",
         help="supernet weights: the moving average when the run kept one (auto), or force one",
     )
+
+
+def open_cache(path: Path, fingerprint: dict[str, Any]) -> Archive:
+    """The score cache at ``path`` for scores measured as ``fingerprint`` says.
+
+    Scores measured another way are set aside, never mixed in; the user is told in one line.
+    """
+    from samplenas.search.archive import Archive
+
+    cache = Archive(path, fingerprint=fingerprint)
+    if cache.notice:
+        print(f"samplenas: {cache.notice}", file=sys.stderr)
+    return cache

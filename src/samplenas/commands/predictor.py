@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from samplenas.commands.common import add_evaluation_options
+from samplenas.commands.common import add_evaluation_options, open_cache
 from samplenas.errors import UserError
 from samplenas.io import atomic_write_json, print_json
 
@@ -45,14 +45,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from samplenas.predictors import RandomForestPredictor, kendall_tau, tau_ceiling
-    from samplenas.search.archive import Archive
     from samplenas.train.runs import load_run
 
     if args.n < 4:
         raise UserError("--n must be at least 4 (half to fit, half to test)")
     run = load_run(args.run, data_dir=args.data_dir, weights=args.weights)
     out = Path(args.run) / "predictor"
-    archive = Archive(out / "dataset.jsonl")  # resumable: evaluated archs are kept
     archs = []
     rng = np.random.default_rng(args.seed)
     while len(archs) < args.n:  # distinct uniform samples, same list on every resume
@@ -61,8 +59,13 @@ def cmd_fit(args: argparse.Namespace) -> int:
             archs.append(a)
     calib = run.calibration(args.calib_batches)
     val = run.eval_loader("val", args.val_images)
+    measured = run.fingerprint(calib, "val", val)
+    # resumable: archs evaluated the same way are kept
+    archive = open_cache(out / "dataset.jsonl", measured)
+    new_evaluations = 0
     for arch in tqdm(archs, disable=args.no_progress, unit="arch"):
         if arch not in archive:
+            new_evaluations += 1
             r = run.score(arch, calib, val, halves=True)
             archive.add(
                 arch,
@@ -91,6 +94,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
         "predictor": str(out / "forest.npz"),
         "dataset": str(out / "dataset.json"),
         "val_top1_range": [float(y.min()), float(y.max())],
+        "new_evaluations": new_evaluations,
+        "fingerprint": measured,
     }
     if all("val_top1_a" in row for row in rows):  # archives written before halves lack them
         a = [row["val_top1_a"] for row in rows]

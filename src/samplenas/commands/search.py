@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from samplenas.commands.common import add_evaluation_options, non_negative_int, positive_int
+from samplenas.commands.common import (
+    add_evaluation_options,
+    non_negative_int,
+    open_cache,
+    positive_int,
+)
 from samplenas.io import print_json
 
 
@@ -36,7 +41,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from samplenas.search.archive import Archive
     from samplenas.search.runner import (
         SearchConfig,
         front_of,
@@ -64,11 +68,13 @@ def cmd_search(args: argparse.Namespace) -> int:
         return run.score(arch, calib, val)
 
     out = Path(args.run) / "search"
-    archive = Archive(out / "archive.jsonl")
+    measured = run.fingerprint(calib, "val", val)
+    archive = open_cache(out / "archive.jsonl", measured)
     stats = run_evolution(run.space, evaluate, cfg, archive, progress=not args.no_progress)
     front = front_of(archive, rng)
-    tested = Archive(out / "test.jsonl")  # Pareto members' test accuracy, measured once
     test = run.eval_loader("test")
+    # Pareto members' test accuracy, measured once per way of measuring
+    tested = open_cache(out / "test.jsonl", run.fingerprint(calib, "test", test))
     for arch, metrics in front:
         row = tested.get(arch)
         if row is None:
@@ -77,7 +83,9 @@ def cmd_search(args: argparse.Namespace) -> int:
             tested.add(arch, row)
         metrics.update(row)
     write_front(
-        front, out / "pareto.json", {"run": str(args.run), **stats, "archive_size": len(archive)}
+        front,
+        out / "pareto.json",
+        {"run": str(args.run), **stats, "archive_size": len(archive), "fingerprint": measured},
     )
     plot_front(archive, front, out / "pareto.png", f"{run.space.name}: evolutionary search")
     if args.json:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -11,10 +13,21 @@ from samplenas.data import BatchLoader, DataSplits
 from samplenas.errors import UserError
 from samplenas.space import Arch, MBConvSpace, load_space
 from samplenas.train.checkpoint import CHECKPOINT, load_checkpoint
-from samplenas.train.config import RunConfig, load_config
+from samplenas.train.config import RunConfig, load_run_config
 from samplenas.train.ema import averaged_parameters
 from samplenas.train.evaluate import calibration_set, eval_loader, evaluate_subnet
 from samplenas.train.trainer import build_supernet, check_space_fits_data, load_run_data
+
+EvaluationFingerprint = dict[str, Any]  # flat: key -> JSON scalar
+
+
+def weights_sha256(module: torch.nn.Module) -> str:
+    """A hash of every weight and BN statistic: two checkpoints score alike only if equal."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
 
 
 def default_device() -> torch.device:
@@ -41,6 +54,34 @@ class Run:
 
     def eval_loader(self, split: str, limit: int | None = None) -> BatchLoader:
         return eval_loader(self.data, self.cfg, split, limit)
+
+    def fingerprint(
+        self, calib: list[torch.Tensor], split: str, loader: BatchLoader
+    ) -> EvaluationFingerprint:
+        """How scores of ``calib`` + ``loader`` are measured: what a cached score must match.
+
+        The weights (step, kind, hash), the BN-calibration images, the evaluated images and
+        the data split they come from; a score measured any other way is not reused.
+        """
+        c, d = self.cfg.calibration, self.cfg.data
+        return {
+            "checkpoint_step": self.step,
+            "weights": self.weights,
+            "weights_sha256": weights_sha256(self.supernet)[:16],
+            "dataset": self.data.name,
+            "split_seed": d.split_seed,
+            "val_size": d.val_size,
+            "train_subset": d.train_subset,
+            "image_size": self.data.image_size,
+            "calibration_split": c.split,
+            "calibration_batches": len(calib),
+            "calibration_batch_size": c.batch_size,
+            "calibration_images": sum(len(x) for x in calib),
+            "calibration_seed": self.cfg.seed,
+            "eval_split": split,
+            "eval_images": len(loader.split),
+            "split_images": len(self.data.split(split)),
+        }
 
     def score(
         self,
@@ -70,7 +111,7 @@ def load_run(path: str | Path, data_dir: str | None = None, weights: str = "auto
         raise UserError(
             f"'{path}' is not a trained run directory (needs config.yaml and {CHECKPOINT})"
         )
-    cfg = load_config(path / "config.yaml", {"data": {"data_dir": data_dir}} if data_dir else None)
+    cfg = load_run_config(path, {"data": {"data_dir": data_dir}} if data_dir else None)
     torch.set_num_threads(cfg.train.threads or torch.get_num_threads())
     space = load_space(cfg.space)
     if not isinstance(space, MBConvSpace):
