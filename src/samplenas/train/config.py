@@ -1,12 +1,17 @@
 """The training recipe: YAML in, typed dataclasses out, every bad key or value named.
 
-``configs/*.yaml`` hold recipes; ``--set train.lr=0.2`` overrides one value. The resolved
-recipe is written into the run directory so a run can be resumed and reproduced.
+Recipes ship inside the package (``samplenas/recipes/*.yaml``, read through
+``importlib.resources`` so they work from an installed wheel) and are named by file stem:
+``--config fashion``; a path to a YAML file works too. No recipe at all means ``fashion``.
+The dataclass defaults below only fill keys a recipe leaves out; they are not a recipe of
+their own. ``--set train.lr=0.2`` overrides one value. The resolved recipe is written
+into the run directory so a run can be resumed and reproduced.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import types
 import typing
 from dataclasses import dataclass, field
@@ -16,6 +21,9 @@ from typing import Any
 import yaml
 
 from samplenas.errors import UserError
+
+RECIPES = importlib.resources.files("samplenas") / "recipes"
+DEFAULT_RECIPE = "fashion"  # what ``train`` runs without --config
 
 
 @dataclass
@@ -197,20 +205,39 @@ def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> RunConfig:
-    """Read a recipe (or the defaults when ``path`` is None) and apply overrides."""
-    raw: dict[str, Any] = {}
-    if path is not None:
-        try:
-            raw = yaml.safe_load(Path(path).read_text()) or {}
-        except OSError as exc:
-            raise UserError(f"cannot read config file '{path}': {exc.strerror or exc}") from exc
-        except yaml.YAMLError as exc:
-            raise UserError(
-                f"config file '{path}' is not valid YAML: {str(exc).splitlines()[0]}"
-            ) from exc
+def recipe_names() -> list[str]:
+    """The recipes shipped with samplenas, by the name ``--config`` accepts."""
+    return sorted(p.name[: -len(".yaml")] for p in RECIPES.iterdir() if p.name.endswith(".yaml"))
+
+
+def _read_recipe(source: str | Path) -> str:
+    """The YAML text of a shipped recipe (a name given as a string) or of a file."""
+    if isinstance(source, str) and source in recipe_names():
+        return (RECIPES / f"{source}.yaml").read_text()
+    try:
+        return Path(source).read_text()
+    except OSError as exc:
+        names = ", ".join(recipe_names())
+        raise UserError(
+            f"cannot read config file '{source}': {exc.strerror or exc}; --config takes a YAML "
+            f"file or the name of a shipped recipe ({names})"
+        ) from exc
+
+
+def load_config(
+    source: str | Path | None = None, overrides: dict[str, Any] | None = None
+) -> RunConfig:
+    """Read a recipe (a shipped name or a path; ``fashion`` when None), apply overrides."""
+    source = DEFAULT_RECIPE if source is None else source
+    text = _read_recipe(source)
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(
+            f"config file '{source}' is not valid YAML: {str(exc).splitlines()[0]}"
+        ) from exc
     if not isinstance(raw, dict):
-        raise UserError(f"config file '{path}' must hold a YAML mapping")
+        raise UserError(f"config file '{source}' must hold a YAML mapping")
     return _check(_build(RunConfig, merge(raw, overrides or {}), ""))
 
 
