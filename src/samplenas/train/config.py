@@ -33,6 +33,8 @@ class DataConfig:
     val_size: int = 5000
     image_size: int = 32  # folder datasets only
     grayscale: bool = False  # folder datasets only
+    streaming: bool = False  # folder only: decode per batch in workers, not all into RAM
+    workers: int = 4  # streaming only: DataLoader worker processes per rank
     augment: bool = True
     train_subset: int | None = None  # train on the first N training images (quick runs)
 
@@ -169,6 +171,12 @@ def _check(cfg: RunConfig) -> RunConfig:
         (0 <= t.ema_decay < 1, "train.ema_decay", "in [0, 1) (0 turns the average off)"),
         (cfg.calibration.batches >= 1, "calibration.batches", "at least 1"),
         (cfg.calibration.split in ("train", "val"), "calibration.split", "train or val"),
+        (cfg.data.workers >= 0, "data.workers", "non-negative"),
+        (
+            not cfg.data.streaming or cfg.data.dataset == "folder",
+            "data.streaming",
+            "false unless data.dataset is folder (only image folders stream)",
+        ),
         (cfg.checkpoint.every_steps >= 1, "checkpoint.every_steps", "at least 1"),
         (cfg.data.val_size >= 1, "data.val_size", "at least 1"),
         (cfg.eval_every_epochs >= 0, "eval_every_epochs", "non-negative"),
