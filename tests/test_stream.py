@@ -18,6 +18,7 @@ from PIL import Image
 from samplenas import UserError
 from samplenas.cli import main
 from samplenas.data import load_dataset, make_loader
+from samplenas.data.datasets import read_image
 from samplenas.data.stream import (
     StreamLoader,
     rand_augment,
@@ -61,6 +62,9 @@ def test_streaming_lists_the_same_splits_as_the_in_memory_loader(folder):
     assert (len(s.train), len(s.val), len(s.test)) == (210, 60, 30)
     for part in ("train", "val", "test"):
         assert torch.equal(s.split(part).labels, m.split(part).labels)
+        for i in (0, -1):  # the same files, in the same order
+            pixels = read_image(s.split(part).paths[i], 32, grayscale=False)
+            assert torch.equal(torch.tensor(pixels), m.split(part).images[i])
     assert s.channels == 3 and s.num_classes == 3
 
 

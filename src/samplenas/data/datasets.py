@@ -237,16 +237,22 @@ def load_image_folder(
     """An image folder (see ``list_image_folder``) decoded into memory at ``image_size``."""
     listing = list_image_folder(root, val_size, seed)
 
-    def read(part: tuple[np.ndarray, np.ndarray]) -> Split:
-        images = np.stack([read_image(f, image_size, grayscale) for f in part[0]])
-        return _as_split(images, part[1])
+    def read(part: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        return np.stack([read_image(f, image_size, grayscale) for f in part[0]])
 
     train, val, test = read(listing.train), read(listing.val), read(listing.test)
-    seen = torch.cat([train.images, val.images]).float() / 255  # the images trained on
-    mean = tuple(float(v) for v in seen.mean(dim=(0, 2, 3)))
-    std = tuple(float(v) + 1e-3 for v in seen.std(dim=(0, 2, 3), correction=0))
+    seen = np.concatenate([train, val])  # statistics of the images trained on
+    mean = tuple(float(seen[:, c].mean() / 255) for c in range(seen.shape[1]))
+    std = tuple(float(seen[:, c].std() / 255 + 1e-3) for c in range(seen.shape[1]))
     return DataSplits(
-        Path(root).name, train, val, test, len(listing.classes), mean, std, "crop-flip"
+        Path(root).name,
+        _as_split(train, listing.train[1]),
+        _as_split(val, listing.val[1]),
+        _as_split(test, listing.test[1]),
+        len(listing.classes),
+        mean,
+        std,
+        "crop-flip",
     )
 
 
