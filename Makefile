@@ -22,7 +22,7 @@ data:
 demo: setup data
 	$(VENV)/bin/samplenas demo
 
-test: setup
+test: setup data
 	$(PY) -m ruff check src tests benchmarks
 	$(PY) -m pytest -q
 

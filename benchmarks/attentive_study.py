@@ -7,7 +7,7 @@ spans sessions even when runs/ does not survive; from the units it writes
 benchmarks/results/attentive_study.json, attentive_fig5.png and attentive_fig6.png.
 `--report` only re-aggregates the committed units.
 
-Every strategy trains the same recipe (configs/fashion.yaml with the paper's 2 sampled
+Every strategy trains the same recipe (the `fashion` recipe with the paper's 2 sampled
 sub-networks a step, shortened to --steps optimizer steps) with a different sampler for
 the two attentive slots: uniform, BestUp-3 / WorstUp-3 (loss), BestUp-50 / WorstUp-50
 (acc). The -acc samplers score candidates with a random-forest predictor fitted on
@@ -40,7 +40,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 UNITS = RESULTS / "attentive_study"
 EVAL = ["--val-images", "1000", "--calib-batches", "4"]
 STRATEGIES = ["uniform", "bestup-3-loss", "worstup-3-loss", "bestup-50-acc", "worstup-50-acc"]
-# the recipe the committed units were trained with; configs/fashion.yaml has moved on since
+# the recipe the committed units were trained with; the fashion recipe has moved on since
 STUDY_NUM_RANDOM = 2  # the paper's sandwich: largest + 2 sampled + smallest
 STUDY_WARMUP_SHARE = 0.5 / 9  # warm-up epochs per epoch of the schedule
 
@@ -52,7 +52,7 @@ def cli(*argv: str) -> None:
 
 
 def steps_recipe(steps: int) -> list[str]:
-    """configs/fashion.yaml cut to ``steps`` optimizer steps, same schedule shape.
+    """The fashion recipe cut to ``steps`` optimizer steps, same schedule shape.
 
     The warm-up keeps its share of the study's schedule (``STUDY_WARMUP_SHARE``), so a
     one-epoch run does not spend half of itself warming up.
@@ -83,7 +83,7 @@ def train(strategy: str, seed: int, steps: int) -> Path:
     cli(
         "train",
         "--config",
-        "configs/fashion.yaml",
+        "fashion",
         "--out",
         str(run),
         "--seed",

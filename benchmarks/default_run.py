@@ -3,7 +3,7 @@
 Run: python benchmarks/default_run.py [RUN_DIR] [--out JSON]
 (default runs/fashion-gemm -> benchmarks/results/default_run_gemm.json; the same recipe
 before 1x1 convolutions became GEMMs is runs/fashion-nr1 -> default_run_nr1.json, the
-earlier recipe's 9-epoch run runs/fashion -> default_run.json). Trains `configs/fashion.yaml`
+earlier recipe's 9-epoch run runs/fashion -> default_run.json). Trains the `fashion` recipe
 into RUN_DIR (resumes an interrupted run, reuses a finished one, whatever recipe it was
 started with), then reports the wall time and the held-out test top-1 of the smallest and
 largest sub-networks after BN calibration: of the trained weights, and also of their
@@ -39,7 +39,7 @@ def main() -> None:
         argv = (
             ["train", "--resume", str(run)]
             if (run / "checkpoint.pt").is_file()
-            else ["train", "--config", str(ROOT / "configs" / "fashion.yaml"), "--out", str(run)]
+            else ["train", "--config", "fashion", "--out", str(run)]
         )
         subprocess.run([sys.executable, "-m", "samplenas.cli", *argv, "--no-progress"], check=True)
     summary = json.loads((run / "run.json").read_text())
@@ -50,7 +50,7 @@ def main() -> None:
         seconds = float(match.group(1)) if match else None
     result = {
         "run": str(run),
-        "config": "configs/fashion.yaml",
+        "config": "fashion",
         "recipe": yaml.safe_load((run / "config.yaml").read_text())["train"],
         "train_wall_seconds": seconds,
         "history": summary["history"],

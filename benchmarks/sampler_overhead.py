@@ -1,7 +1,7 @@
 """What attentive sampling costs per training step, next to uniform sampling.
 
 Run: python benchmarks/sampler_overhead.py  ->  benchmarks/results/sampler_overhead.json
-One trainer per sampler on the default recipe (`configs/fashion.yaml`, batch 128), all
+One trainer per sampler on the default recipe (`fashion`, batch 128), all
 fed the same minibatches. Steps are timed in rounds (uniform, then each attentive
 sampler, one step each) so the host's drift hits all alike; the step-time ratio to the
 uniform step of the same round is reported as a median. BestUp-3 (loss) scores 2 x 3
@@ -23,7 +23,6 @@ import torch
 from samplenas.io import atomic_write_json
 from samplenas.train import Trainer, load_config
 
-ROOT = Path(__file__).parent.parent
 OUT = Path(__file__).parent / "results" / "sampler_overhead.json"
 PREDICTOR = Path(__file__).parent / "results" / "attentive_study" / "predictor-s0" / "forest.npz"
 
@@ -31,7 +30,7 @@ PREDICTOR = Path(__file__).parent / "results" / "attentive_study" / "predictor-s
 def make_trainer(sampler: str, out: Path) -> Trainer:
     options = {"predictor": str(PREDICTOR)} if sampler.endswith("-acc") else {}
     cfg = load_config(
-        ROOT / "configs" / "fashion.yaml",
+        "fashion",
         {
             "sampler": {"name": sampler, "options": options},
             "train": {"num_random": 2},  # the paper's sandwich, as measured
@@ -61,7 +60,7 @@ def main() -> None:
         extra = {s: t.sampler.stats() for s, t in trainers.items()}
     base = seconds[args.samplers[0]]
     result = {
-        "recipe": "configs/fashion.yaml (batch 128, sandwich: largest + 2 sampled + smallest)",
+        "recipe": "fashion (batch 128, sandwich: largest + 2 sampled + smallest)",
         "rounds": args.rounds,
         "threads": torch.get_num_threads(),
         "samplers": {

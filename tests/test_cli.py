@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -123,8 +122,7 @@ def test_an_unwritable_output_path_exits_2_naming_it(capsys, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     out = blocker / "run"  # a folder cannot be made inside a file
-    config = str(Path(__file__).parent.parent / "configs" / "tiny.yaml")
-    assert main(["train", "--config", config, "--out", str(out), "--no-progress"]) == 2
+    assert main(["train", "--config", "tiny", "--out", str(out), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and f"cannot use '{out}'" in err
 

@@ -2,27 +2,49 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from samplenas import UserError
-from samplenas.train.config import load_config, parse_overrides
+from samplenas.cli import main
+from samplenas.train.config import load_config, parse_overrides, recipe_names
 from samplenas.train.trainer import lr_factor
-
-CONFIGS = Path(__file__).parent.parent / "configs"
 
 
 @pytest.mark.parametrize("name", ["fashion", "tiny", "attentivenas-imagenet"])
 def test_shipped_recipes_load(name):
-    cfg = load_config(CONFIGS / f"{name}.yaml")
+    cfg = load_config(name)
     assert cfg.train.num_random == (1 if name == "fashion" else 2)
     assert cfg.train.label_smoothing == 0.1
 
 
+def test_recipes_ship_with_the_package_and_no_config_means_fashion(tmp_path):
+    assert recipe_names() == ["attentivenas-imagenet", "demo", "fashion", "tiny"]
+    assert load_config(None) == load_config("fashion")
+    assert load_config("fashion").space == "attentive-fashion"
+    # a path still works, and a file beats nothing: its values are the ones used
+    own = tmp_path / "own.yaml"
+    own.write_text("space: tiny\ntrain: {epochs: 3}\n")
+    assert load_config(own).train.epochs == 3 and load_config(str(own)).space == "tiny"
+
+
+def test_an_unknown_recipe_exits_2_listing_the_shipped_ones(capsys):
+    with pytest.raises(UserError, match=r"fashon.*\(attentivenas-imagenet, demo, fashion, tiny\)"):
+        load_config("fashon")
+    assert main(["train", "--config", "fashon", "--out", "unused"]) == 2
+    err = capsys.readouterr().err
+    assert "demo, fashion, tiny" in err and "Traceback" not in err
+
+
+def test_train_help_names_every_shipped_recipe(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert f"({', '.join(recipe_names())})" in help_text and "default: fashion" in help_text
+
+
 def test_overrides_apply_and_parse_types():
     cfg = load_config(
-        CONFIGS / "tiny.yaml",
+        "tiny",
         parse_overrides(["train.lr=0.5", "sampler.name=flops-uniform", "data.augment=false"]),
     )
     assert cfg.train.lr == 0.5 and cfg.sampler.name == "flops-uniform" and cfg.data.augment is False
@@ -41,7 +63,7 @@ def test_overrides_apply_and_parse_types():
 )
 def test_bad_keys_and_values_are_named(override, message):
     with pytest.raises(UserError) as err:
-        load_config(CONFIGS / "tiny.yaml", parse_overrides([override]))
+        load_config("tiny", parse_overrides([override]))
     assert message in str(err.value)
 
 

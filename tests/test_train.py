@@ -19,7 +19,7 @@ from samplenas.train import Trainer, load_config
 from samplenas.train.checkpoint import CHECKPOINT, load_checkpoint
 
 ROOT = Path(__file__).parent.parent
-TINY = str(ROOT / "configs" / "tiny.yaml")
+TINY = "tiny"  # a shipped recipe, by name
 
 
 def cli(*argv: str, env: dict | None = None) -> subprocess.CompletedProcess:

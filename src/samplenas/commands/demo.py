@@ -14,13 +14,13 @@ from pathlib import Path
 
 from samplenas.commands.common import non_negative_int, positive_int
 
-CONFIG = Path(__file__).resolve().parents[3] / "configs" / "demo.yaml"
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the main job on the embedded default (~10 min on CPU)")
     p.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
-    p.add_argument("--config", default=str(CONFIG), help="training recipe")
+    p.add_argument(
+        "--config", default="demo", help="training recipe: a shipped name or a YAML file (demo)"
+    )
     p.add_argument("--data-dir", help="folder holding Fashion-MNIST's IDX files")
     p.add_argument(
         "--population", type=positive_int, default=24, help="search's initial population (24)"

@@ -14,7 +14,9 @@ from samplenas.io import print_json, read_json_arg
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a supernet (sandwich rule, in-place distillation)")
     p.add_argument(
-        "--config", help="YAML recipe (see configs/); default: configs/fashion.yaml values"
+        "--config",
+        help="recipe: a shipped name (attentivenas-imagenet, demo, fashion, tiny) or a YAML "
+        "file; default: fashion",
     )
     p.add_argument("--out", help="run directory (default runs/<config name>)")
     p.add_argument(
@@ -74,7 +76,7 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from samplenas.train import Trainer, TrainingDiverged, load_config
-    from samplenas.train.config import load_run_config
+    from samplenas.train.config import DEFAULT_RECIPE, load_run_config
 
     if args.resume:
         run = Path(args.resume)
@@ -89,7 +91,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         out = run
     else:
         cfg = load_config(args.config, _overrides(args))
-        name = Path(args.config).stem if args.config else "default"
+        name = Path(args.config or DEFAULT_RECIPE).stem
         out = Path(args.out or f"runs/{name}")
         if (out / "checkpoint.pt").exists():
             raise UserError(

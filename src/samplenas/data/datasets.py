@@ -11,11 +11,15 @@ import gzip
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from samplenas.errors import UserError
+
+if TYPE_CHECKING:
+    from samplenas.data.stream import StreamingSplits
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_FILES = {
@@ -36,9 +40,17 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def head(self, n: int) -> Split:
+        """The first ``n`` images (quick runs, search on part of the validation split)."""
+        return Split(self.images[:n], self.labels[:n])
+
 
 @dataclass
 class DataSplits:
+    """A dataset decoded into memory, for ``BatchLoader``."""
+
+    eval_batch_size = 500  # images per evaluation batch (not a field)
+
     name: str
     train: Split
     val: Split
@@ -168,9 +180,34 @@ def read_image(path: Path, image_size: int, grayscale: bool) -> np.ndarray:
     return arr[None] if grayscale else arr.transpose(2, 0, 1)
 
 
-def load_image_folder(
-    root: str | Path, image_size: int, val_size: int, seed: int, grayscale: bool = False
-) -> DataSplits:
+@dataclass
+class FolderListing:
+    """An image folder's files and labels, split as ``load_image_folder`` splits them.
+
+    The in-RAM and the streaming loaders both start from this, so the two see the same
+    train / val / test membership for the same folder and seed.
+    """
+
+    classes: list[str]
+    train: tuple[np.ndarray, np.ndarray]  # file paths (object array), labels
+    val: tuple[np.ndarray, np.ndarray]
+    test: tuple[np.ndarray, np.ndarray]
+
+
+def _class_files(folder: Path, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    paths, labels = [], []
+    for ci, cls in enumerate(classes):
+        if not (folder / cls).is_dir():
+            raise UserError(f"'{folder}' has no folder for class '{cls}'")
+        files = [f for f in sorted((folder / cls).iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
+        if not files:
+            raise UserError(f"class folder '{folder / cls}' holds no images")
+        paths.extend(files)
+        labels.extend([ci] * len(files))
+    return np.array(paths, dtype=object), np.array(labels, dtype=np.int64)
+
+
+def list_image_folder(root: str | Path, val_size: int, seed: int) -> FolderListing:
     """Class-per-folder images (``root/<class>/*.png``); ``root/test/<class>`` is the test set.
 
     Without a ``test`` folder a fixed 10% is held out as the test set.
@@ -178,44 +215,41 @@ def load_image_folder(
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"image folder '{root}' does not exist")
-
-    def read(folder: Path, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        xs, ys = [], []
-        for ci, cls in enumerate(classes):
-            if not (folder / cls).is_dir():
-                raise UserError(f"'{folder}' has no folder for class '{cls}'")
-            files = [
-                f for f in sorted((folder / cls).iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES
-            ]
-            if not files:
-                raise UserError(f"class folder '{folder / cls}' holds no images")
-            for f in files:
-                xs.append(read_image(f, image_size, grayscale))
-                ys.append(ci)
-        return np.stack(xs), np.array(ys)
-
     train_root = root / "train" if (root / "train").is_dir() else root
     classes = sorted(p.name for p in train_root.iterdir() if p.is_dir() and p.name != "test")
     if len(classes) < 2:
         raise UserError(f"'{train_root}' must hold one folder per class (found {len(classes)})")
-    images, labels = read(train_root, classes)
+    paths, labels = _class_files(train_root, classes)
     if (root / "test").is_dir():
-        test = read(root / "test", classes)
+        test = _class_files(root / "test", classes)
     else:  # hold out a fixed 10% as the test set
         perm = np.random.default_rng(1234).permutation(len(labels))
         cut = max(1, len(labels) // 10)
-        test = (images[perm[:cut]], labels[perm[:cut]])
-        images, labels = images[perm[cut:]], labels[perm[cut:]]
-    (tx, ty), (vx, vy) = _split_train_val(images, labels, val_size, seed)
-    c = 1 if grayscale else 3
-    mean = tuple(float(images[:, i].mean() / 255) for i in range(c))
-    std = tuple(float(images[:, i].std() / 255 + 1e-3) for i in range(c))
+        test = (paths[perm[:cut]], labels[perm[:cut]])
+        paths, labels = paths[perm[cut:]], labels[perm[cut:]]
+    train, val = _split_train_val(paths, labels, val_size, seed)
+    return FolderListing(classes, train, val, test)
+
+
+def load_image_folder(
+    root: str | Path, image_size: int, val_size: int, seed: int, grayscale: bool = False
+) -> DataSplits:
+    """An image folder (see ``list_image_folder``) decoded into memory at ``image_size``."""
+    listing = list_image_folder(root, val_size, seed)
+
+    def read(part: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        return np.stack([read_image(f, image_size, grayscale) for f in part[0]])
+
+    train, val, test = read(listing.train), read(listing.val), read(listing.test)
+    seen = np.concatenate([train, val])  # statistics of the images trained on
+    mean = tuple(float(seen[:, c].mean() / 255) for c in range(seen.shape[1]))
+    std = tuple(float(seen[:, c].std() / 255 + 1e-3) for c in range(seen.shape[1]))
     return DataSplits(
-        root.name,
-        _as_split(tx, ty),
-        _as_split(vx, vy),
-        _as_split(*test),
-        len(classes),
+        Path(root).name,
+        _as_split(train, listing.train[1]),
+        _as_split(val, listing.val[1]),
+        _as_split(test, listing.test[1]),
+        len(listing.classes),
         mean,
         std,
         "crop-flip",
@@ -229,8 +263,16 @@ def load_dataset(
     seed: int = 0,
     image_size: int = 32,
     grayscale: bool = False,
-) -> DataSplits:
-    """A dataset by name: ``fashion-mnist``, ``digits`` or ``folder`` (needs ``data_dir``)."""
+    streaming: bool = False,
+    workers: int = 4,
+) -> DataSplits | StreamingSplits:
+    """A dataset by name: ``fashion-mnist``, ``digits`` or ``folder`` (needs ``data_dir``).
+
+    ``streaming`` (folders only) lists the files and leaves decoding to ``StreamLoader``'s
+    ``workers``, instead of decoding every image into memory now.
+    """
+    if streaming and name != "folder":
+        raise UserError(f"data.streaming applies to image folders only, not to '{name}'")
     if name == "fashion-mnist":
         return load_fashion_mnist(data_dir, val_size, seed)
     if name == "digits":
@@ -240,5 +282,9 @@ def load_dataset(
     if name == "folder":
         if not data_dir:
             raise UserError("data.dataset 'folder' needs data.data_dir (or --data-dir)")
+        if streaming:
+            from samplenas.data.stream import load_streaming_folder
+
+            return load_streaming_folder(data_dir, image_size, val_size, seed, grayscale, workers)
         return load_image_folder(data_dir, image_size, val_size, seed, grayscale)
     raise UserError(f"unknown dataset '{name}'; use fashion-mnist, digits or folder")

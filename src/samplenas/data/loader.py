@@ -9,11 +9,15 @@ state is checkpointed.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 import torch.nn.functional as F
 
 from samplenas.data.datasets import DataSplits, Split
+
+if TYPE_CHECKING:
+    from samplenas.data.stream import StreamingSplits
 
 
 def normalize(
@@ -109,3 +113,26 @@ class BatchLoader:
 
     def load_state_dict(self, state: dict) -> None:
         self.gen.set_state(state["gen"])
+
+
+class Loader(Protocol):
+    """What the trainer, calibration and evaluation use of a loader."""
+
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
+
+    def batches_per_epoch(self) -> int: ...
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+def make_loader(
+    data: DataSplits | StreamingSplits, split: str, batch_size: int, **options: Any
+) -> Loader:
+    """``BatchLoader`` for data in memory, ``StreamLoader`` for a streamed image folder;
+    ``options`` are ``BatchLoader``'s keyword arguments, which both take."""
+    from samplenas.data.stream import StreamingSplits, StreamLoader
+
+    kind = StreamLoader if isinstance(data, StreamingSplits) else BatchLoader
+    return kind(data, split, batch_size, **options)

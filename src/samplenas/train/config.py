@@ -1,14 +1,17 @@
 """The training recipe: YAML in, typed dataclasses out, every bad key or value named.
 
-``configs/*.yaml`` hold recipes; ``--set train.lr=0.2`` overrides one value. The resolved
-recipe is written into the run directory so a run can be resumed and reproduced; a resume
-may change only what does not change what the run is (``RESUMABLE``), and each resume is
-recorded in the run's ``config.yaml`` under ``resumes``.
+Recipes ship inside the package (``samplenas/recipes/*.yaml``, read through
+``importlib.resources`` so they work from an installed wheel) and are named by file stem:
+``--config fashion``; a path to a YAML file works too. No recipe at all means ``fashion``.
+The dataclass defaults below only fill keys a recipe leaves out; they are not a recipe of
+their own. ``--set train.lr=0.2`` overrides one value. The resolved recipe is written
+into the run directory so a run can be resumed and reproduced.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import types
 import typing
 from dataclasses import dataclass, field
@@ -30,7 +33,11 @@ RESUMABLE = (
     "eval_every_epochs",
     "train.threads",
     "data.data_dir",  # where the files are, not which
+    "data.workers",  # how many processes decode streamed images, not which
 )
+
+RECIPES = importlib.resources.files("samplenas") / "recipes"
+DEFAULT_RECIPE = "fashion"  # what ``train`` runs without --config
 
 
 @dataclass
@@ -41,6 +48,8 @@ class DataConfig:
     split_seed: int = 0  # the train/val split's own seed: a study's seeds vary training only
     image_size: int = 32  # folder datasets only
     grayscale: bool = False  # folder datasets only
+    streaming: bool = False  # folder only: decode per batch in workers, not all into RAM
+    workers: int = 4  # streaming only: DataLoader worker processes per rank
     augment: bool = True
     train_subset: int | None = None  # train on the first N training images (quick runs)
 
@@ -177,6 +186,12 @@ def _check(cfg: RunConfig) -> RunConfig:
         (0 <= t.ema_decay < 1, "train.ema_decay", "in [0, 1) (0 turns the average off)"),
         (cfg.calibration.batches >= 1, "calibration.batches", "at least 1"),
         (cfg.calibration.split in ("train", "val"), "calibration.split", "train or val"),
+        (cfg.data.workers >= 0, "data.workers", "non-negative"),
+        (
+            not cfg.data.streaming or cfg.data.dataset == "folder",
+            "data.streaming",
+            "false unless data.dataset is folder (only image folders stream)",
+        ),
         (cfg.checkpoint.every_steps >= 1, "checkpoint.every_steps", "at least 1"),
         (cfg.data.val_size >= 1, "data.val_size", "at least 1"),
         (cfg.eval_every_epochs >= 0, "eval_every_epochs", "non-negative"),
@@ -213,23 +228,52 @@ def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _read_yaml(path: str | Path) -> dict[str, Any]:
+def recipe_names() -> list[str]:
+    """The recipes shipped with samplenas, by the name ``--config`` accepts."""
+    return sorted(p.name[: -len(".yaml")] for p in RECIPES.iterdir() if p.name.endswith(".yaml"))
+
+
+def _parse_yaml(text: str, source: str | Path) -> dict[str, Any]:
     try:
-        raw = yaml.safe_load(Path(path).read_text()) or {}
-    except OSError as exc:
-        raise UserError(f"cannot read config file '{path}': {exc.strerror or exc}") from exc
+        raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise UserError(
-            f"config file '{path}' is not valid YAML: {str(exc).splitlines()[0]}"
+            f"config file '{source}' is not valid YAML: {str(exc).splitlines()[0]}"
         ) from exc
     if not isinstance(raw, dict):
-        raise UserError(f"config file '{path}' must hold a YAML mapping")
+        raise UserError(f"config file '{source}' must hold a YAML mapping")
     return raw
 
 
-def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> RunConfig:
-    """Read a recipe (or the defaults when ``path`` is None) and apply overrides."""
-    raw = _read_yaml(path) if path is not None else {}
+def _read_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML file (a run's ``config.yaml``) as a mapping; unreadable or malformed: exit 2."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise UserError(f"cannot read config file '{path}': {exc.strerror or exc}") from exc
+    return _parse_yaml(text, path)
+
+
+def _read_recipe(source: str | Path) -> str:
+    """The YAML text of a shipped recipe (a name given as a string) or of a file."""
+    if isinstance(source, str) and source in recipe_names():
+        return (RECIPES / f"{source}.yaml").read_text()
+    try:
+        return Path(source).read_text()
+    except OSError as exc:
+        names = ", ".join(recipe_names())
+        raise UserError(
+            f"cannot read config file '{source}': {exc.strerror or exc}; --config takes a YAML "
+            f"file or the name of a shipped recipe ({names})"
+        ) from exc
+
+
+def load_config(
+    source: str | Path | None = None, overrides: dict[str, Any] | None = None
+) -> RunConfig:
+    """Read a recipe (a shipped name or a path; ``fashion`` when None), apply overrides."""
+    source = DEFAULT_RECIPE if source is None else source
+    raw = _parse_yaml(_read_recipe(source), source)
     raw.pop(RESUMES, None)
     return _check(_build(RunConfig, merge(raw, overrides or {}), ""))
 

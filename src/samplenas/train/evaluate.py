@@ -13,8 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from samplenas.data import BatchLoader, DataSplits
-from samplenas.data.datasets import Split
+from samplenas.data import Loader, Splits, make_loader
 from samplenas.space import Arch
 from samplenas.train.config import RunConfig
 
@@ -53,7 +52,7 @@ def accuracy(
     return out
 
 
-def calibration_batches(loader: BatchLoader, num_batches: int) -> list[torch.Tensor]:
+def calibration_batches(loader: Loader, num_batches: int) -> list[torch.Tensor]:
     """The first ``num_batches`` images of a fixed (seeded) order, without augmentation."""
     out = []
     for x, _ in loader.epoch(0):
@@ -64,11 +63,11 @@ def calibration_batches(loader: BatchLoader, num_batches: int) -> list[torch.Ten
 
 
 def calibration_set(
-    data: DataSplits, cfg: RunConfig, num_batches: int | None = None
+    data: Splits, cfg: RunConfig, num_batches: int | None = None
 ) -> list[torch.Tensor]:
     """The recipe's BN-calibration images: a fixed, seeded, unaugmented sample."""
     c = cfg.calibration
-    loader = BatchLoader(
+    loader = make_loader(
         data,
         c.split,
         c.batch_size,
@@ -81,17 +80,14 @@ def calibration_set(
     return calibration_batches(loader, num_batches or c.batches)
 
 
-def eval_loader(
-    data: DataSplits, cfg: RunConfig, split: str, limit: int | None = None
-) -> BatchLoader:
+def eval_loader(data: Splits, cfg: RunConfig, split: str, limit: int | None = None) -> Loader:
     """Batches of a split in a fixed order; ``limit`` keeps only its first images."""
     if limit:
-        part = data.split(split)
-        data = replace(data, **{split: Split(part.images[:limit], part.labels[:limit])})
-    return BatchLoader(
+        data = replace(data, **{split: data.split(split).head(limit)})
+    return make_loader(
         data,
         split,
-        500,
+        batch_size=data.eval_batch_size,
         shuffle=False,
         augment=False,
         drop_last=False,
@@ -103,7 +99,7 @@ def evaluate_subnet(
     supernet: nn.Module,
     arch: Arch,
     calib: list[torch.Tensor],
-    eval_loader: BatchLoader,
+    eval_loader: Loader,
     channels_last: bool = False,
     device: torch.device | str = "cpu",
     halves: bool = False,

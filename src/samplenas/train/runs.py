@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from samplenas.data import BatchLoader, DataSplits
+from samplenas.data import Loader, Splits
 from samplenas.errors import UserError
 from samplenas.space import Arch, MBConvSpace, load_space
 from samplenas.train.checkpoint import CHECKPOINT, load_checkpoint
@@ -43,7 +43,7 @@ class Run:
     path: Path
     cfg: RunConfig
     space: MBConvSpace
-    data: DataSplits
+    data: Splits
     supernet: torch.nn.Module
     step: int
     weights: str = "trained"  # or "ema": the moving average of the trained weights
@@ -52,7 +52,7 @@ class Run:
     def calibration(self, num_batches: int | None = None) -> list[torch.Tensor]:
         return calibration_set(self.data, self.cfg, num_batches)
 
-    def eval_loader(self, split: str, limit: int | None = None) -> BatchLoader:
+    def eval_loader(self, split: str, limit: int | None = None) -> Loader:
         return eval_loader(self.data, self.cfg, split, limit)
 
     def fingerprint(
@@ -87,7 +87,7 @@ class Run:
         self,
         arch: Arch,
         calib: list[torch.Tensor],
-        loader: BatchLoader,
+        loader: Loader,
         halves: bool = False,
     ) -> dict[str, float]:
         """BN-calibrated top-1 and loss of ``arch`` on ``loader`` (see ``evaluate_subnet``)."""

@@ -23,8 +23,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from samplenas.data import BatchLoader, DataSplits, load_dataset
-from samplenas.data.datasets import Split
+from samplenas.data import Splits, load_dataset, make_loader
 from samplenas.errors import UserError
 from samplenas.io import atomic_write_json, atomic_write_text
 from samplenas.samplers import Sampler, make_sampler
@@ -73,16 +72,25 @@ def distill_targets(
     return weight * teacher_probs + (1 - weight) * labels
 
 
-def load_run_data(cfg: RunConfig) -> DataSplits:
+def load_run_data(cfg: RunConfig) -> Splits:
+    """The recipe's dataset: in memory, or a streamed image folder (``data.streaming``)."""
     d = cfg.data
-    data = load_dataset(d.dataset, d.data_dir, d.val_size, d.split_seed, d.image_size, d.grayscale)
+    data = load_dataset(
+        d.dataset,
+        d.data_dir,
+        d.val_size,
+        d.split_seed,
+        d.image_size,
+        d.grayscale,
+        streaming=d.streaming,
+        workers=d.workers,
+    )
     if d.train_subset:
-        keep = d.train_subset
-        data.train = Split(data.train.images[:keep], data.train.labels[:keep])
+        data.train = data.train.head(d.train_subset)
     return data
 
 
-def check_space_fits_data(space: MBConvSpace, data: DataSplits) -> None:
+def check_space_fits_data(space: MBConvSpace, data: Splits) -> None:
     c = space.config
     if c.in_channels != data.channels or c.num_classes != data.num_classes:
         raise UserError(
@@ -144,7 +152,7 @@ class Trainer:
         self.data = load_run_data(cfg)
         check_space_fits_data(space, self.data)
         t = cfg.train
-        self.loader = BatchLoader(
+        self.loader = make_loader(
             self.data,
             "train",
             t.batch_size,
