@@ -8,7 +8,7 @@ state is checkpointed.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sized
 from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
@@ -117,6 +117,8 @@ class BatchLoader:
 
 class Loader(Protocol):
     """What the trainer, calibration and evaluation use of a loader."""
+
+    split: Sized  # the images it reads (their count goes into evaluation fingerprints)
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
 

@@ -56,7 +56,7 @@ class Run:
         return eval_loader(self.data, self.cfg, split, limit)
 
     def fingerprint(
-        self, calib: list[torch.Tensor], split: str, loader: BatchLoader
+        self, calib: list[torch.Tensor], split: str, loader: Loader
     ) -> EvaluationFingerprint:
         """How scores of ``calib`` + ``loader`` are measured: what a cached score must match.
 
