@@ -449,3 +449,16 @@ def test_predictor_cv_learns_a_learnable_target_from_data(tmp_path, capsys):
     for name, r in result["predictors"].items():
         assert r["kendall_tau"] > 0.5, name
         assert r["mse"] < 0.5 * y.var(), name  # well below predicting the mean
+
+
+def test_bench_progress_bar_and_no_progress(capsys):
+    argv = ["bench", "--benchmark", "nas-bench-graph:cora", "--strategies", "random,re"]
+    argv += ["--budget", "10", "--runs", "3", "--workers", "1", "--json"]
+    assert main(argv) == 0
+    shown = capsys.readouterr()
+    assert "6/6" in shown.err and "run" in shown.err  # one tick per finished run
+    assert main([*argv, "--no-progress"]) == 0
+    hidden = capsys.readouterr()
+    assert hidden.err == "" and json.loads(hidden.out) == json.loads(shown.out) | {
+        "wall_seconds": json.loads(hidden.out)["wall_seconds"]
+    }

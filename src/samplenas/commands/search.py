@@ -36,14 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    from samplenas.report import plot_front
     from samplenas.search.archive import Archive
-    from samplenas.search.runner import (
-        SearchConfig,
-        front_of,
-        plot_front,
-        run_evolution,
-        write_front,
-    )
+    from samplenas.search.runner import SearchConfig, front_of, run_evolution, write_front
     from samplenas.train.runs import load_run
 
     run = load_run(args.run, data_dir=args.data_dir, weights=args.weights)
@@ -79,7 +74,12 @@ def cmd_search(args: argparse.Namespace) -> int:
     write_front(
         front, out / "pareto.json", {"run": str(args.run), **stats, "archive_size": len(archive)}
     )
-    plot_front(archive, front, out / "pareto.png", f"{run.space.name}: evolutionary search")
+    plot_front(
+        [m for _, m in archive.rows()],
+        [m for _, m in front],
+        out / "pareto.png",
+        f"{run.space.name}: evolutionary search",
+    )
     if args.json:
         print_json(
             {
