@@ -15,13 +15,25 @@ from samplenas.io import atomic_write_text
 BENCHMARKS_MD = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
 
 
-def replace_table(name: str, table: str, path: Path = BENCHMARKS_MD) -> bool:
-    """Put ``table`` between NAME's markers in ``path``; True when the file changed."""
+def _block(name: str, text: str, path: Path) -> re.Pattern[str]:
     begin, end = f"<!-- table:{name} -->", f"<!-- /table:{name} -->"
-    text = path.read_text()
-    pattern = re.compile(re.escape(begin) + r"\n.*?" + re.escape(end), re.S)
+    pattern = re.compile(re.escape(begin) + r"\n(.*?)" + re.escape(end), re.S)
     if len(pattern.findall(text)) != 1:
         raise SystemExit(f"{path} needs exactly one '{begin}' ... '{end}' block")
+    return pattern
+
+
+def read_table(name: str, path: Path = BENCHMARKS_MD) -> str:
+    """The text between NAME's markers in ``path`` (what ``replace_table`` last wrote)."""
+    text = path.read_text()
+    return _block(name, text, path).search(text).group(1).rstrip()  # type: ignore[union-attr]
+
+
+def replace_table(name: str, table: str, path: Path = BENCHMARKS_MD) -> bool:
+    """Put ``table`` between NAME's markers in ``path``; True when the file changed."""
+    text = path.read_text()
+    pattern = _block(name, text, path)
+    begin, end = f"<!-- table:{name} -->", f"<!-- /table:{name} -->"
     new = pattern.sub(lambda _: f"{begin}\n{table.rstrip()}\n{end}", text)
     if new != text:
         atomic_write_text(path, new)
