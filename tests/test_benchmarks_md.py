@@ -20,6 +20,12 @@ def built(name: str) -> str:
         import sampling
 
         return sampling.report(json.loads(sampling.OUT.read_text()))
+    if name.startswith("tabular"):
+        import tabular_study
+
+        summary = json.loads((tabular_study.OUT.parent / "tabular_summary.json").read_text())
+        noise = json.loads((tabular_study.OUT / "table_noise.json").read_text())
+        return tabular_study.report(summary, noise)[name]
     if name == "bn_calibration":
         import bn_calibration
 
@@ -30,7 +36,9 @@ def built(name: str) -> str:
     return attentive_study.markdown_table(summary["summary"])
 
 
-@pytest.mark.parametrize("name", ["sampling", "bn_calibration", "attentive_study"])
+@pytest.mark.parametrize(
+    "name", ["sampling", "bn_calibration", "attentive_study", "tabular", "tabular_curves"]
+)
 def test_benchmarks_md_table_matches_its_json(name):
     assert md_tables.read_table(name) == built(name).rstrip()
 
