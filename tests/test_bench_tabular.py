@@ -290,7 +290,7 @@ def test_gcn_layer_math_on_a_three_node_graph():
     assert out.shape == (2, 1) and bool(((out >= 0) & (out <= 1)).all())
 
 
-def test_two_stage_predictor_filters_low_architectures(cora):
+def test_two_stage_predictor_filters_low_architectures(cora, one_thread):
     from samplenas.predictors.gcn import TwoStagePredictor
 
     rng = np.random.default_rng(0)

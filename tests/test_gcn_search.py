@@ -25,7 +25,7 @@ pytest.importorskip("nas_bench_graph")
 @pytest.fixture(scope="module")
 def cora_fit():
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small matmuls: 2 threads took 45 s here, 1 thread 9 s
+    torch.set_num_threads(1)  # as the one_thread fixture, for the module's one fit
     try:
         return fit_on_cora()
     finally:
