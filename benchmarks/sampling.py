@@ -5,10 +5,12 @@ Measures, per space: time to build the FLOPs tables from 10^6 samples; mean reje
 trials per FLOPs-conditioned sample (paper's factorised tables, our resolution-conditioned
 tables, our exact DP sampler, naive uniform rejection); accepted samples per second on one
 core; analytic cost evaluations per second.
+``--report`` rebuilds the BENCHMARKS.md table from the committed JSON (no measuring).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import time
@@ -18,7 +20,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
+from md_tables import replace_table, sci, sig  # noqa: E402
 
+from samplenas.io import atomic_write_json  # noqa: E402
 from samplenas.samplers.flops_exact import ExactBucketSampler  # noqa: E402
 from samplenas.samplers.flops_prior import FlopsPrior  # noqa: E402
 from samplenas.space import load_space  # noqa: E402
@@ -93,14 +97,102 @@ def bench_space(name: str) -> dict:
     return res
 
 
+ROWS = [  # (label, goal, cell of one space's results)
+    ("buckets (step)", "", lambda r: f"{r['n_buckets']} ({r['step_mflops']:g} MFLOPs)"),
+    (
+        "time to build π(τ) and tables from 10^6 uniform (+0.5×10^6 tilted) samples: "
+        "factorised / also on resolution",
+        "≤ 60 s",
+        lambda r: (
+            f"{r['factorized']['build_seconds_1e6']:.1f} s / "
+            f"{r['factorized_resolution']['build_seconds_1e6']:.1f} s"
+        ),
+    ),
+    (
+        "mean trials, paper's factorised tables π̂(o_i \\| τ)",
+        "(paper: ~12)",
+        lambda r: f"{r['factorized']['mean_trials']:.1f}",
+    ),
+    (
+        "mean trials, tables also conditioned on resolution",
+        "",
+        lambda r: f"{r['factorized_resolution']['mean_trials']:.1f}",
+    ),
+    (
+        "**mean trials, exact DP sampler (default)**",
+        "≤ 6",
+        lambda r: f"**{r['exact_dp']['mean_trials']:.2f}**",
+    ),
+    (
+        "mean trials, naive uniform rejection (simulated, τ ~ π(τ))",
+        "",
+        lambda r: f"{r['naive_uniform_rejection']['mean_trials_tau_from_prior']:.0f}",
+    ),
+    (
+        "naive uniform rejection, τ uniform over buckets (1/π(τ) averaged)",
+        "(paper: 50,878)",
+        lambda r: sci(r["naive_uniform_rejection"]["mean_trials_tau_uniform_over_buckets"]),
+    ),
+    (
+        "accepted samples/s, exact DP, batched",
+        "≥ 5,000",
+        lambda r: sig(r["exact_dp"]["samples_per_second_batched"]),
+    ),
+    (
+        "accepted samples/s, exact DP, one `ask(1)` at a time",
+        "≥ 5,000",
+        lambda r: sig(r["exact_dp"]["samples_per_second_one_at_a_time"]),
+    ),
+    (
+        "accepted samples/s, factorised tables, batched",
+        "",
+        lambda r: sig(r["factorized"]["samples_per_second"]),
+    ),
+    (
+        "accepted samples/s, tables also conditioned on resolution, batched",
+        "",
+        lambda r: sig(r["factorized_resolution"]["samples_per_second"]),
+    ),
+    (
+        "analytic cost evaluations/s, batched (table lookups)",
+        "",
+        lambda r: sci(r["cost_evals_per_second_batched"]),
+    ),
+    (
+        "analytic cost evaluations/s, one `space.cost(arch)` at a time",
+        "",
+        lambda r: sig(r["cost_evals_per_second_one_arch"]),
+    ),
+]
+
+
+def report(results: dict) -> str:
+    """The BENCHMARKS.md table, every cell from ``results`` (sampling.json)."""
+    spaces = results["spaces"]
+    lines = ["| | " + " | ".join(f"`{r['space']}`" for r in spaces) + " | goal |"]
+    lines.append("|---" * (len(spaces) + 2) + "|")
+    for label, goal, cell in ROWS:
+        cells = [label, *(cell(r) for r in spaces), goal]
+        lines.append(("| " + " | ".join(cells) + " |").replace("  |", " |"))
+    return "\n".join(lines)
+
+
 def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument(
+        "--report", action="store_true", help="rebuild the BENCHMARKS.md table from the JSON"
+    )
+    if ap.parse_args().report:
+        table = report(json.loads(OUT.read_text()))
+        replace_table("sampling", table)
+        print(table)
+        return
     results = {
         "machine": os.uname().machine,
         "cpus": os.cpu_count(),
         "spaces": [bench_space(n) for n in ("attentive", "attentive-fashion")],
     }
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(results, indent=2) + "\n")
+    atomic_write_json(OUT, results)
     print(json.dumps(results, indent=2))
 
 

@@ -6,7 +6,7 @@ Writes to benchmarks/results/tabular/: <dataset>.json + .png (random, RE and the
 Predictor, budget 500), nvsk_<dataset>.json + .png (Figure 7: N vs K on the three tuning
 datasets), predictors_tau.json (Kendall tau at N = 172), harness_walltime.json; and
 benchmarks/results/tabular_summary.json. Finished parts are skipped, so a killed study
-resumes. ``--report`` prints the BENCHMARKS.md tables from the JSON.
+resumes. ``--report`` rebuilds the BENCHMARKS.md tables from the JSON (and prints them).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from md_tables import replace_table
 
 from samplenas.bench import load_benchmark
 from samplenas.bench.harness import compare, plot_curves
@@ -129,8 +130,8 @@ def table_noise() -> dict:
     return out
 
 
-def report(summary: dict, walltime: dict, noise: dict) -> str:
-    """The BENCHMARKS.md tables, from the study's JSON."""
+def report(summary: dict, noise: dict) -> dict[str, str]:
+    """The BENCHMARKS.md tables, from the study's JSON, by their marker names."""
     lines = [
         "| dataset | RE mean valid @500 | npred queries to reach it | npred @500 | "
         "τ GCN | τ RF | τ MLP | τ(valid, test) all / top 1% |",
@@ -145,14 +146,13 @@ def report(summary: dict, walltime: dict, noise: dict) -> str:
             f"{npred500:.4f} | {t['gcn']:.2f} | {t['rf']:.2f} | {t['mlp']:.2f} | "
             f"{noise[ds]['tau_valid_test_all']:.2f} / {noise[ds]['tau_valid_test_top1pct']:.2f} |"
         )
-    lines += ["", "| dataset | strategy | q = 50 | q = 100 | q = 200 | q = 300 | q = 500 |"]
-    lines.append("|---|---|---|---|---|---|---|")
+    curves = ["| dataset | strategy | q = 50 | q = 100 | q = 200 | q = 300 | q = 500 |"]
+    curves.append("|---|---|---|---|---|---|---|")
     for ds, s in summary.items():
         for name, marks in s["marks"].items():
             cells = [f"{v[0]:.4f}±{v[1]:.4f} ({v[2]:.4f})" for v in marks.values()]
-            lines.append(f"| {ds} | {name} | " + " | ".join(cells) + " |")
-    lines += ["", f"harness wall time: {walltime['wall_seconds']:.1f} s"]
-    return "\n".join(lines)
+            curves.append(f"| {ds} | {name} | " + " | ".join(cells) + " |")
+    return {"tabular": "\n".join(lines), "tabular_curves": "\n".join(curves)}
 
 
 def main() -> None:
@@ -161,14 +161,19 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=500)
     ap.add_argument("--datasets", nargs="+", default=list(NB_GRAPH_DATASETS))
     ap.add_argument("--skip-walltime", action="store_true")
-    ap.add_argument("--report", action="store_true", help="print the markdown tables and stop")
+    ap.add_argument(
+        "--report", action="store_true", help="rewrite the BENCHMARKS.md tables from the JSON"
+    )
     ap.add_argument("--nvsk-datasets", nargs="*", default=["cora", "citeseer", "pubmed"])
     ap.add_argument("--nvsk-n", nargs="+", type=int, default=[20, 50, 100, 172, 300])
     args = ap.parse_args()
     if args.report:
         summary = json.loads((OUT.parent / "tabular_summary.json").read_text())
         walltime = json.loads((OUT / "harness_walltime.json").read_text())
-        print(report(summary, walltime, table_noise()))
+        for name, table in report(summary, table_noise()).items():
+            replace_table(name, table)
+            print(table, end="\n\n")
+        print(f"harness wall time: {walltime['wall_seconds']:.1f} s")
         return
     OUT.mkdir(parents=True, exist_ok=True)
     for ds in args.nvsk_datasets:

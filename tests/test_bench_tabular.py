@@ -129,13 +129,19 @@ def test_scrambling_the_test_column_changes_no_decision(cora, strategy, monkeypa
     assert not np.array_equal(curves[0][1], curves[1][1])  # only the report differs
 
 
-def test_random_search_never_repeats(cora):
-    valid, _ = run_once(cora, "random", seed=3, budget=200)
+def test_random_search_never_repeats(cora, monkeypatch):
+    from samplenas.bench import harness
     from samplenas.search.strategies import RandomSearch
 
-    rs = RandomSearch(cora.space, seed=3, candidates=cora.archs)
-    asked = rs.ask(500)
-    assert len(set(asked)) == 500
+    seen = []
+    monkeypatch.setattr(harness, "Evaluator", lambda t, b: seen.append(Evaluator(t, b)) or seen[-1])
+    valid, _ = run_once(cora, "random", seed=3, budget=200)
+    history = seen[0].history  # what the benchmark was actually asked
+    assert len(history) == 200 and len(set(history)) == 200
+    assert np.all(np.diff(valid) >= 0)
+    rs = RandomSearch(cora.space, seed=3, candidates=cora.archs[:300])
+    asked = rs.ask(250) + rs.ask(250)  # across calls too, and it stops when all are asked
+    assert len(asked) == 300 and set(asked) == set(cora.archs[:300])
 
 
 def test_regularized_evolution_ages_out_the_oldest(cora):
@@ -284,7 +290,7 @@ def test_gcn_layer_math_on_a_three_node_graph():
     assert out.shape == (2, 1) and bool(((out >= 0) & (out <= 1)).all())
 
 
-def test_two_stage_predictor_filters_low_architectures(cora):
+def test_two_stage_predictor_filters_low_architectures(cora, one_thread):
     from samplenas.predictors.gcn import TwoStagePredictor
 
     rng = np.random.default_rng(0)
@@ -407,8 +413,9 @@ def test_predictor_cv_reports_mse_and_tau(capsys):
     assert main(argv) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["n"] == 60 and set(data["predictors"]) == {"rf", "mlp"}
+    # measured with --seed 0 / 1 / 2: rf 0.31 / 0.46 / 0.42, mlp 0.25 / 0.25 / 0.29
     for r in data["predictors"].values():
-        assert r["mse"] > 0 and -1 <= r["kendall_tau"] <= 1
+        assert r["mse"] > 0 and r["kendall_tau"] > 0.15
     assert (
         main(
             [
@@ -424,3 +431,34 @@ def test_predictor_cv_reports_mse_and_tau(capsys):
         )
         == 2
     )
+
+
+def test_predictor_cv_learns_a_learnable_target_from_data(tmp_path, capsys):
+    space = load_space("tiny")
+    rng = np.random.default_rng(0)
+    archs = list(dict.fromkeys(space.sample(rng) for _ in range(200)))[:80]
+    y = np.array([50.0 + 150.0 * space.mflops(a) for a in archs])  # a function of the arch
+    rows = [{"arch": a.to_json(), "val_top1": float(v)} for a, v in zip(archs, y, strict=True)]
+    data = tmp_path / "dataset.json"
+    data.write_text(json.dumps(rows))
+    argv = ["predictor", "cv", "--data", str(data), "--space", "tiny", "--predictors", "rf,mlp"]
+    assert main([*argv, "--folds", "4", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["n"] == 80
+    # measured over --seed 0-2: tau rf 0.76-0.79, mlp 0.88-0.89; MSE 6-8 and 1.8-2.5 of 53
+    for name, r in result["predictors"].items():
+        assert r["kendall_tau"] > 0.5, name
+        assert r["mse"] < 0.5 * y.var(), name  # well below predicting the mean
+
+
+def test_bench_progress_bar_and_no_progress(capsys):
+    argv = ["bench", "--benchmark", "nas-bench-graph:cora", "--strategies", "random,re"]
+    argv += ["--budget", "10", "--runs", "3", "--workers", "1", "--json"]
+    assert main(argv) == 0
+    shown = capsys.readouterr()
+    assert "6/6" in shown.err and "run" in shown.err  # one tick per finished run
+    assert main([*argv, "--no-progress"]) == 0
+    hidden = capsys.readouterr()
+    assert hidden.err == "" and json.loads(hidden.out) == json.loads(shown.out) | {
+        "wall_seconds": json.loads(hidden.out)["wall_seconds"]
+    }

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -127,12 +129,26 @@ def test_an_unwritable_output_path_exits_2_naming_it(capsys, tmp_path):
     assert "Traceback" not in err and f"cannot use '{out}'" in err
 
 
+def console_script() -> str:
+    """The ``samplenas`` entry point pip installed next to this interpreter (or on PATH)."""
+    beside = Path(sys.executable).with_name("samplenas")
+    found = str(beside) if beside.is_file() else shutil.which("samplenas")
+    assert found, "the samplenas console script is not installed (pip install -e .)"
+    return found
+
+
 def test_console_script_is_installed():
+    script = console_script()
+    proc = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert proc.stdout.startswith("usage: samplenas")
+    for command in ("train", "search", "export", "predictor", "bench", "demo"):
+        assert command in proc.stdout
     proc = subprocess.run(
-        [sys.executable, "-m", "samplenas.cli", "cost", "--space", "nope", "--arch", "{}"],
+        [script, "cost", "--space", "nope", "--arch", "{}"],
         capture_output=True,
         text=True,
+        timeout=60,
     )
-    assert (
-        proc.returncode == 2 and "unknown space" in proc.stderr and "Traceback" not in proc.stderr
-    )
+    assert proc.returncode == 2 and "unknown space" in proc.stderr
+    assert "Traceback" not in proc.stderr

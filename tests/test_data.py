@@ -12,7 +12,7 @@ import torch
 
 from samplenas import UserError
 from samplenas.data import BatchLoader, load_dataset
-from samplenas.data.datasets import FASHION_DIR
+from samplenas.data.datasets import FASHION_DIR, DataSplits, Split
 
 
 def write_idx(path, array: np.ndarray) -> None:
@@ -121,10 +121,31 @@ def test_loader_order_is_seeded_resumable_and_sharded():
     assert len(set(r0.tolist()) & set(r1.tolist())) == 0
 
 
+def bar_images(augment: str, n: int = 400) -> DataSplits:
+    """16x16 images, bright in columns 2-4 only: a flip moves the bar to columns 11-13."""
+    images = torch.zeros(n, 1, 16, 16, dtype=torch.uint8)
+    images[..., 2:5] = 255
+    split = Split(images, torch.zeros(n, dtype=torch.long))
+    return DataSplits("bars", split, split, split, 10, (0.0,), (1.0,), augment)
+
+
 def test_augmentation_shifts_and_flips_but_keeps_statistics():
-    d = load_dataset("digits", val_size=100, seed=0)
-    plain = BatchLoader(d, batch_size=64, augment=False, shuffle=False)
-    aug = BatchLoader(d, batch_size=64, augment=True, shuffle=False)
-    (x0, _), (x1, _) = next(plain.epoch(0)), next(aug.epoch(0))
-    assert x0.shape == x1.shape and not torch.equal(x0, x1)
-    assert abs(float(x0.mean()) - float(x1.mean())) < 0.3
+    def bar_columns(augment: str) -> torch.Tensor:
+        x, _ = next(BatchLoader(bar_images(augment), batch_size=400, shuffle=False).epoch(0))
+        assert x.shape == (400, 1, 16, 16)
+        column_mass = x[:, 0].sum(1)  # [N, 16]
+        return (column_mass * torch.arange(16.0)).sum(1) / column_mass.sum(1)  # bar centre
+
+    plain = bar_columns("none")
+    assert torch.all(plain == 3)
+    crop = bar_columns("crop")  # shifted by up to one pixel (pad 1), never mirrored
+    assert set(crop.round().tolist()) == {2.0, 3.0, 4.0}
+    flipped = bar_columns("crop-flip") > 7.5
+    assert 0.4 < flipped.float().mean() < 0.6  # half of them mirrored (400 draws)
+    # the shift still applies to the mirrored ones: the bar lands on columns 11-13, centred 12 +/- 1
+    centres = set(bar_columns("crop-flip")[flipped].round().tolist())
+    assert centres == {11.0, 12.0, 13.0}
+    # augmentation moves pixels, it does not rescale them
+    x0, _ = next(BatchLoader(bar_images("none"), batch_size=400, shuffle=False).epoch(0))
+    x1, _ = next(BatchLoader(bar_images("crop-flip"), batch_size=400, shuffle=False).epoch(0))
+    assert abs(float(x0.mean()) - float(x1.mean())) < 0.05

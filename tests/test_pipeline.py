@@ -127,13 +127,29 @@ def test_scoring_runs_on_the_runs_device(run_dir, monkeypatch):
     assert devices == [torch.device("cpu")]
 
 
-def test_predictor_fit_reports_kendall_tau(run_dir, capsys):
+def learnable_score(self, arch, calib, loader, halves=False):
+    """A top-1 that is a smooth function of the architecture's FLOPs, with split halves
+    that disagree a little: what a working predictor must rank well."""
+    top1 = 50.0 + 150.0 * self.space.mflops(arch)  # 55-85 % on tiny
+    wobble = 0.05 * (sum(arch["depth"]) % 3 - 1)
+    return {"top1": top1, "loss": 1.0, "top1_a": top1 + wobble, "top1_b": top1 - wobble}
+
+
+def test_predictor_fit_reports_kendall_tau(run_dir, tmp_path, capsys, monkeypatch):
+    import shutil
+
+    from samplenas.train.runs import Run
+
+    run = tmp_path / "run"  # its own copy: the labels below are made up
+    shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns("search", "predictor"))
+    monkeypatch.setattr(Run, "score", learnable_score)
     capsys.readouterr()
-    argv = ["predictor", "fit", "--run", str(run_dir), "--n", "40", "--no-progress", "--json"]
+    argv = ["predictor", "fit", "--run", str(run), "--n", "40", "--no-progress", "--json"]
     assert main(argv) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["n"] == 40 and -1 <= result["kendall_tau"] <= 1
-    assert -1 <= result["split_half_tau"] <= 1 and 0 <= result["tau_ceiling"] <= 1
+    # held-out tau on this target measured 0.73 / 0.52 / 0.67 with --seed 0 / 1 / 2
+    assert result["n"] == 40 and result["kendall_tau"] > 0.3
+    assert result["split_half_tau"] > 0.5 and 0 <= result["tau_ceiling"] <= 1
     assert result["tau_ceiling_all_val"] >= result["tau_ceiling"]  # more images, less noise
     dataset = json.loads(Path(result["dataset"]).read_text())
     assert len(dataset) == 40 and {"arch", "val_top1", "mflops"} <= set(dataset[0])
@@ -141,11 +157,13 @@ def test_predictor_fit_reports_kendall_tau(run_dir, capsys):
         assert row["val_top1"] == pytest.approx((row["val_top1_a"] + row["val_top1_b"]) / 2)
     predictor = load_predictor(result["predictor"])
     archs = [predictor.space.validate(d["arch"]) for d in dataset]
-    assert predictor.predict(archs).shape == (40,)
-    kept = json.loads((run_dir / "predictor" / "fit.json").read_text())
+    pred = predictor.predict(archs)
+    assert pred.shape == (40,)
+    assert kendall_tau([d["val_top1"] for d in dataset], pred) > 0.3  # the saved forest
+    kept = json.loads((run / "predictor" / "fit.json").read_text())
     assert kept["predictor"] == "forest.npz"  # relative: the folder can move
     assert main(argv) == 0  # a second fit re-evaluates nothing
-    assert (run_dir / "predictor" / "dataset.jsonl").read_text().count("\n") == 1 + 40
+    assert (run / "predictor" / "dataset.jsonl").read_text().count("\n") == 1 + 40
 
 
 def test_accuracy_halves_split_images_by_parity_across_batches():

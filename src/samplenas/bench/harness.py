@@ -22,6 +22,7 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from samplenas.bench.table import Evaluator, Table, load_benchmark
 from samplenas.errors import UserError
@@ -191,8 +192,12 @@ def compare(
     space: str | None = None,
     npred_n: int = 50,
     objective: str | None = None,
+    progress: bool = True,
 ) -> dict[str, Any]:
-    """Mean/std curves per strategy; JSON-able, in the CLI's ``--json`` shape."""
+    """Mean/std curves per strategy; JSON-able, in the CLI's ``--json`` shape.
+
+    ``progress`` shows a bar of finished runs on stderr (``bench --no-progress`` hides it).
+    """
     for s in strategies:
         if s not in STRATEGIES:
             raise UserError(f"unknown strategy '{s}'; choose from {list(STRATEGIES)}")
@@ -214,11 +219,14 @@ def compare(
     workers = workers or os.cpu_count() or 1
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else None)
+    bar = tqdm(total=len(jobs), disable=not progress, unit="run", dynamic_ncols=True)
     with ProcessPoolExecutor(
         workers, mp_context=context, initializer=_init_worker, initargs=(spec, space)
     ) as pool:
         for strategy, v, t in pool.map(_job, jobs):
             curves[strategy].append((v, t))
+            bar.update(1)
+    bar.close()
     out: dict[str, Any] = {
         "benchmark": spec,
         "budget": budget,

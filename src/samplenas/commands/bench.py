@@ -36,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=positive_int, help="processes (default: all cores)")
     p.add_argument("--out", help="folder for bench.json and bench.png")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_bench)
 
 
@@ -61,6 +62,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         args.space,
         args.npred_n,
         args.objective,
+        progress=not args.no_progress,
     )
     if args.out:
         out = Path(args.out)

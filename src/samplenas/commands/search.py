@@ -41,13 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from samplenas.search.runner import (
-        SearchConfig,
-        front_of,
-        plot_front,
-        run_evolution,
-        write_front,
-    )
+    from samplenas.report import plot_front
+    from samplenas.search.runner import SearchConfig, front_of, run_evolution, write_front
     from samplenas.train.runs import load_run
 
     run = load_run(args.run, data_dir=args.data_dir, weights=args.weights)
@@ -87,7 +82,12 @@ def cmd_search(args: argparse.Namespace) -> int:
         out / "pareto.json",
         {"run": str(args.run), **stats, "archive_size": len(archive), "fingerprint": measured},
     )
-    plot_front(archive, front, out / "pareto.png", f"{run.space.name}: evolutionary search")
+    plot_front(
+        [m for _, m in archive.rows()],
+        [m for _, m in front],
+        out / "pareto.png",
+        f"{run.space.name}: evolutionary search",
+    )
     if args.json:
         print_json(
             {

@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tqdm import tqdm
 
 from samplenas.io import atomic_write_json
@@ -102,40 +101,6 @@ def front_of(
         return []
     idx = pareto_front([r[1]["mflops"] for r in rows], [r[1]["val_top1"] for r in rows])
     return [rows[i] for i in idx]
-
-
-def plot_front(
-    archive: Archive, front: list[tuple[Arch, dict[str, Any]]], path: Path, title: str
-) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = archive.rows()
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
-    ax.scatter(
-        [r[1]["mflops"] for r in rows],
-        [r[1]["val_top1"] for r in rows],
-        s=6,
-        alpha=0.35,
-        label=f"evaluated ({len(rows)})",
-    )
-    fx = [m["mflops"] for _, m in front]
-    ax.plot(fx, [m["val_top1"] for _, m in front], "o-", color="C3", label="Pareto front (val)")
-    if front and "test_top1" in front[0][1]:
-        ax.plot(fx, [m["test_top1"] for _, m in front], "s--", color="C2", label="front on test")
-    ax.set_xlabel("MFLOPs")
-    ax.set_ylabel("top-1 (%)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
-    lo = np.percentile([r[1]["val_top1"] for r in rows], 5) if rows else 0
-    ax.set_ylim(bottom=max(0.0, lo - 1))
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
 
 
 def write_front(

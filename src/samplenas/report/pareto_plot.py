@@ -1,0 +1,103 @@
+"""``pareto.png``: the evaluated sub-networks and the Pareto front, framed on what matters.
+
+A search evaluates a few sub-networks at chance level (10 % on ten classes) next to a front
+at 85-92 %; scaling the y-axis to every point squashes the front into a flat line at the
+top. The axis is framed on the front and the bulk of the points instead, and points far
+below the bulk are drawn as markers on the bottom edge with a count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from samplenas.io import atomic_write
+
+Row = Mapping[str, Any]
+
+OUTLIER_IQRS = 3.0  # how many interquartile ranges below the lower quartile is "far"
+MIN_IQR = 1.0  # top-1 points: an IQR narrower than this would call ordinary noise far
+
+
+def y_frame(values: Sequence[float]) -> tuple[float, float, float]:
+    """(bottom, top, threshold): the y-limits framing ``values`` without their low outliers.
+
+    A value below ``threshold`` (lower quartile minus 3 IQRs, the IQR at least one point)
+    is an outlier; the limits span the rest plus a 5 % margin (at least half a point).
+    """
+    v = np.asarray(values, dtype=float)
+    q25, q75 = np.percentile(v, [25, 75])
+    threshold = float(q25 - OUTLIER_IQRS * max(q75 - q25, MIN_IQR))
+    kept = v[v >= threshold]
+    lo, hi = float(kept.min()), float(kept.max())
+    margin = max(0.05 * (hi - lo), 0.5)
+    return lo - margin, hi + margin, threshold
+
+
+def front_figure(points: Sequence[Row], front: Sequence[Row], title: str):
+    """The figure of ``points`` (every evaluated sub-network) and ``front`` (Pareto members,
+    with ``test_top1`` when measured); rows carry ``mflops`` and ``val_top1``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    x = np.array([r["mflops"] for r in points], dtype=float)
+    y = np.array([r["val_top1"] for r in points], dtype=float)
+    fx = np.array([m["mflops"] for m in front], dtype=float)
+    fy = np.array([m["val_top1"] for m in front], dtype=float)
+    tested = bool(front) and all("test_top1" in m for m in front)
+    ty = np.array([m["test_top1"] for m in front], dtype=float) if tested else np.zeros(0)
+    values = np.concatenate([y, fy, ty])
+    if not len(values):
+        values = np.zeros(1)
+    bottom, top, threshold = y_frame(values)
+    low = y < threshold
+    ax.scatter(x[~low], y[~low], s=6, alpha=0.35, label=f"evaluated ({len(points)})")
+    # the front keeps its shape; a member below the frame sits on the edge like the rest
+    ax.plot(fx, np.maximum(fy, bottom), "o-", color="C3", label="Pareto front (val)")
+    if tested:
+        ax.plot(fx, np.maximum(ty, bottom), "s--", color="C2", label="front on test")
+    if low.any():
+        ax.scatter(
+            x[low],
+            np.full(int(low.sum()), bottom),
+            marker="v",
+            s=24,
+            color="C1",
+            clip_on=False,
+            zorder=3,
+            gid="outliers",
+            label=f"{int(low.sum())} below {threshold:.1f} % (drawn at the edge)",
+        )
+        ax.annotate(
+            f"{int(low.sum())} below",
+            (0.01, 0.02),
+            xycoords="axes fraction",
+            fontsize=8,
+            color="C1",
+            gid="outlier-count",
+        )
+    ax.set_ylim(bottom, top)
+    ax.set_xlabel("MFLOPs")
+    ax.set_ylabel("top-1 (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_front(points: Sequence[Row], front: Sequence[Row], path: Path, title: str) -> None:
+    """Write ``front_figure`` to ``path`` (PNG), atomically like every file of a run."""
+    import matplotlib.pyplot as plt
+
+    fig = front_figure(points, front, title)
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, format="png"))
+    finally:
+        plt.close(fig)
