@@ -1,6 +1,6 @@
 """Accuracy predictors (scikit-learn style): fit(archs, y), predict(archs)."""
 
-from samplenas.predictors.base import Predictor, kendall_tau, tau_ceiling
-from samplenas.predictors.forest import RandomForestPredictor, load_predictor
+from samplenas.predictors.base import Predictor, kendall_tau, load_predictor, tau_ceiling
+from samplenas.predictors.forest import RandomForestPredictor
 
 __all__ = ["Predictor", "RandomForestPredictor", "kendall_tau", "load_predictor", "tau_ceiling"]
