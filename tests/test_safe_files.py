@@ -91,6 +91,7 @@ def set_at_split(key, value):
         (set_left(lambda a: 10**9), "out of range"),  # would read past the arrays
         (set_left(lambda a: 0), "not after its parent"),  # back to the root: a cycle
         (set_left(lambda a: -5), "out of range"),
+        (set_left(lambda a: a["children_right"][0]), "exactly one path"),  # shared child
         (set_at_split("threshold", np.nan), "not finite"),
         (set_at_split("feature", 999), "feature that does not exist"),
         (lambda a: a.update(offsets=a["offsets"][::-1].copy()), "offsets"),

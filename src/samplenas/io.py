@@ -50,7 +50,7 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp's 0600 would hide results
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp's 0600 would hide results
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

@@ -15,9 +15,8 @@ from typing import Any
 import numpy as np
 from scipy.stats import kendalltau
 
-from samplenas.errors import UserError
-from samplenas.io import DAMAGED_FILE_ERRORS, atomic_write
-from samplenas.space import Arch, SearchSpace, load_space
+from samplenas.io import atomic_write
+from samplenas.space import Arch, SearchSpace
 
 FORMAT = "samplenas-predictor-1"
 
@@ -60,6 +59,7 @@ class Predictor(ABC):
     a JSON header (kind, space, constructor hyperparameters) and the fitted state as plain
     arrays; ``load_predictor`` rebuilds any kind from it and lets the predictor check the
     arrays before they are used, so a file from anywhere is safe to load.
+    (``samplenas.predictors.registry.load_predictor`` reads them back.)
     """
 
     name: str
@@ -105,49 +105,3 @@ class Predictor(ABC):
         atomic_write(
             path, lambda f: np.savez_compressed(f, header=np.array(json.dumps(header)), **arrays)
         )
-
-
-def predictor_kinds() -> dict[str, type[Predictor]]:
-    """Every predictor class that can be saved, by the kind its files name."""
-    from samplenas.predictors.forest import RandomForestPredictor
-    from samplenas.predictors.gcn import GCNPredictor
-    from samplenas.predictors.mlp import MLPPredictor
-
-    return {cls.name: cls for cls in (RandomForestPredictor, GCNPredictor, MLPPredictor)}
-
-
-def load_predictor(path: str | Path, space: SearchSpace | None = None) -> Predictor:
-    """Any predictor written by ``Predictor.save``, checked before use (no unpickling).
-
-    A missing, truncated, tampered or foreign file is a UserError naming the file.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(
-            f"predictor file '{path}' does not exist; fit one with 'samplenas predictor fit'"
-        )
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            header = json.loads(str(z["header"]))
-            arrays = {k: z[k] for k in z.files if k != "header"}
-        kinds = predictor_kinds()
-        if header.get("format") != FORMAT or header.get("kind") not in kinds:
-            raise ValueError(f"unknown format or kind {header.get('kind')!r}")
-        for name, a in arrays.items():
-            if a.dtype.kind not in "biuf" or (a.dtype.kind == "f" and not np.isfinite(a).all()):
-                raise ValueError(f"array '{name}' is not finite numbers")
-        cls = kinds[header["kind"]]
-        if space is None:
-            space = load_space(header["space"])
-        elif space.name != header["space"]:
-            raise UserError(
-                f"predictor '{path}' is for space '{header['space']}', not '{space.name}'"
-            )
-        predictor = cls(space, **dict(header["hyperparameters"]))
-        predictor.load_arrays(arrays)
-    except (*DAMAGED_FILE_ERRORS, TypeError, RuntimeError, json.JSONDecodeError) as exc:
-        raise UserError(
-            f"'{path}' is not a valid predictor file saved by samplenas ({exc}); "
-            "fit it again with 'samplenas predictor fit'"
-        ) from exc
-    return predictor

@@ -89,7 +89,8 @@ class Forest:
         return forest
 
     def check(self) -> None:
-        """Every internal node splits on a real feature into two later nodes of its tree."""
+        """Every internal node splits on a real feature into two later nodes of its tree,
+        and every node but a root has one parent: a tree, walked in at most its size."""
         size = np.diff(self.offsets)
         local = np.arange(len(self.value)) - np.repeat(self.offsets[:-1], size)
         tree_size = np.repeat(size, size)
@@ -101,6 +102,14 @@ class Forest:
         for child in (left[inner], right[inner]):
             if ((child <= local[inner]) | (child >= tree_size[inner])).any():
                 raise ValueError("a child index is out of range or not after its parent")
+        base = np.repeat(self.offsets[:-1], size)[inner]
+        parents = np.bincount(
+            np.concatenate([left[inner] + base, right[inner] + base]), minlength=len(left)
+        )
+        if (parents[self.offsets[:-1]] != 0).any() or (
+            np.delete(parents, self.offsets[:-1]) != 1
+        ).any():
+            raise ValueError("a node is not reached from its root by exactly one path")
         if ((self.feature[inner] < 0) | (self.feature[inner] >= self.n_features)).any():
             raise ValueError("a split reads a feature that does not exist")
         if not (np.isfinite(self.threshold).all() and np.isfinite(self.value).all()):

@@ -246,6 +246,8 @@ class GCNPredictor(Predictor):
         first, fc1 = state.get("w_fwd.0"), state.get("fc1")
         if first is None or fc1 is None or first.ndim != 3 or fc1.ndim != 3:
             raise ValueError("the GCN's weights lack w_fwd.0 or fc1")
+        if sum(k.startswith("w_fwd.") for k in state) != self.layers:
+            raise ValueError(f"the GCN's weights are not {self.layers} layers")
         n_feat = self.space.to_graph(self.space.sample(np.random.default_rng(0)))[0].shape[1]
         if first.shape[1] != n_feat:
             raise ValueError(f"the GCN reads {first.shape[1]} node features, not {n_feat}")
