@@ -167,6 +167,8 @@ def test_an_acc_sampler_takes_a_saved_gcn(tmp_path):
     ):
         assert np.allclose(scores, gcn.predict(candidates))  # the GCN ranked them
         assert arch == candidates[int(np.argmax(scores))]
+    with pytest.raises(UserError, match="is for space 'attentive-fashion', not 'tiny'"):
+        make_sampler("bestup-4-acc", load_space("tiny"), predictor=str(tmp_path / "gcn.npz"))
 
 
 # -- damaged caches and malformed inputs -------------------------------------------------------
