@@ -51,13 +51,13 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if args.n < 4:
         raise UserError("--n must be at least 4 (half to fit, half to test)")
     run = load_run(args.run, data_dir=args.data_dir, weights=args.weights)
-    out = Path(args.run) / "predictor"
-    archive = Archive(out / "dataset.jsonl")  # resumable: evaluated archs are kept
     if args.n > run.space.size():  # distinct samples: more than the space holds never end
         raise UserError(
             f"--n {args.n} is more than the {run.space.size()} architectures of space "
             f"'{run.space.name}'; pass --n {run.space.size()} or fewer"
         )
+    out = Path(args.run) / "predictor"
+    archive = Archive(out / "dataset.jsonl")  # resumable: evaluated archs are kept
     # distinct uniform samples, the same list on every resume
     archs = run.space.sample_distinct(np.random.default_rng(args.seed), args.n)
     calib = run.calibration(args.calib_batches)
