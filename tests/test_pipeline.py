@@ -226,3 +226,56 @@ def test_demo_runs_the_whole_job_end_to_end(tmp_path, capsys):
     assert len(exported) == min(3, len(front))
     for folder in exported:
         assert (out / "models" / folder / "model.pt2").is_file()
+
+
+def test_predictor_fit_asking_for_more_than_the_space_exits_2_at_once(run_dir, capsys):
+    import time
+
+    start = time.perf_counter()
+    code = main(["predictor", "fit", "--run", str(run_dir), "--n", "1024", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "more than the 512 architectures of space 'tiny'" in err
+    assert "--n 512 or fewer" in err and time.perf_counter() - start < 30
+
+
+def test_export_replaces_an_old_export_whole_or_not_at_all(run_dir, tmp_path, capsys, monkeypatch):
+    search(run_dir, capsys)
+    out = tmp_path / "model"
+    assert main(["export", "--run", str(run_dir), "--arch", "0", "--out", str(out)]) == 0
+    (out / "stale.txt").write_text("from an older export")
+    assert main(["export", "--run", str(run_dir), "--arch", "largest", "--out", str(out)]) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert "stale.txt" not in names and "model.pt2" in names
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def failing_trace(*args, **kwargs):
+        raise RuntimeError("the TorchScript writer failed")
+
+    monkeypatch.setattr(torch.jit, "trace", failing_trace)
+    with pytest.raises(RuntimeError, match="TorchScript writer failed"):
+        main(["export", "--run", str(run_dir), "--arch", "smallest", "--out", str(out)])
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the old one, intact
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no temporary folder left
+    # a folder that is not an earlier export is never replaced
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "mine.txt").write_text("keep me")
+    assert main(["export", "--run", str(run_dir), "--arch", "0", "--out", str(other)]) == 2
+    assert "is not an earlier export" in capsys.readouterr().err
+    assert (other / "mine.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize(
+    "content", ["{cut short", '{"front": 3}', '{"front": [{"mflops": 1}]}', "[1, 2]"]
+)
+def test_export_of_a_malformed_pareto_front_exits_2_naming_it(run_dir, tmp_path, capsys, content):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns("predictor"))
+    (run / "search").mkdir(exist_ok=True)
+    pareto = run / "search" / "pareto.json"
+    pareto.write_text(content)
+    assert main(["export", "--run", str(run), "--arch", "0", "--out", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err
+    assert str(pareto) in err and "Traceback" not in err

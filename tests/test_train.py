@@ -428,3 +428,55 @@ def test_two_gloo_processes_keep_identical_weights(tmp_path):
         for i, scores in enumerate(r["candidate_scores"]):
             assert len(scores) == 2 and r["picked"][i] == scores.index(max(scores))
             assert r["mflops"][i] == r["candidate_mflops"][i][r["picked"][i]]
+
+
+def _diverging_rank_worker(rank: int, port: int, out: str, queue) -> None:
+    """One of two gloo ranks running ``samplenas train``; only rank 1's loss turns NaN."""
+    import contextlib
+    import io
+
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE="2",
+        LOCAL_RANK=str(rank),
+    )
+    if rank == 1:
+        original = Trainer.train_step
+
+        def poisoned(self, x, y):
+            if self.step == 6:  # after the checkpoint of step 5
+                with torch.no_grad():
+                    next(self.model.parameters()).fill_(float("nan"))
+            return original(self, x, y)
+
+        Trainer.train_step = poisoned
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main(["train", "--config", TINY, "--out", out, "--no-progress"])
+    queue.put((rank, code, err.getvalue()))
+
+
+def test_a_non_finite_loss_on_one_rank_stops_every_rank(tmp_path):
+    ctx = torch.multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    port = _free_port()
+    procs = [
+        ctx.Process(target=_diverging_rank_worker, args=(r, port, str(tmp_path / "nan"), queue))
+        for r in range(2)
+    ]
+    for p in procs:
+        p.start()
+    try:  # before ranks agreed on finiteness, rank 0 waited in the all-reduce forever
+        results = {r: (code, err) for r, code, err in (queue.get(timeout=120) for _ in procs)}
+    finally:
+        for p in procs:
+            p.join(timeout=30)
+            if p.is_alive():
+                p.kill()
+    for rank in (0, 1):
+        code, err = results[rank]
+        assert code == 1 and "training diverged" in err and "last good checkpoint" in err
+    assert "another rank" in results[0][1] and "nan" in results[1][1]
+    assert load_checkpoint(tmp_path / "nan" / CHECKPOINT)["step"] == 5

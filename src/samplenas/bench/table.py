@@ -89,10 +89,9 @@ def load_nas_bench_graph(dataset: str) -> Table:
         raise UserError(
             f"unknown NAS-Bench-Graph dataset '{dataset}'; choose one of {list(NB_GRAPH_DATASETS)}"
         )
-    try:
-        from nas_bench_graph import light_read
-    except ImportError as exc:
-        raise UserError("NAS-Bench-Graph needs its package: pip install nas-bench-graph") from exc
+    from samplenas.space.cells.nasbench_graph import nas_bench_graph_package
+
+    light_read = nas_bench_graph_package().light_read
     space = load_space("nas-bench-graph-proteins" if dataset == "proteins" else "nas-bench-graph")
     bench = light_read(dataset)  # the package's own tables, shipped inside it
     rows = {}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from samplenas.commands.common import add_calib_batches_option, add_weights_option
 from samplenas.errors import UserError
-from samplenas.io import atomic_write_json, print_json, read_json_arg
+from samplenas.io import atomic_folder, atomic_write_json, print_json, read_json_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,7 +33,7 @@ def resolve(run, text: str):
         path = Path(run.path) / "search" / "pareto.json"
         if not path.is_file():
             raise UserError(f"no Pareto front in '{run.path}'; run 'samplenas search' first")
-        front = json.loads(path.read_text())["front"]
+        front = _read_front(path)
         if int(text) >= len(front):
             raise UserError(
                 f"Pareto id {text} does not exist; the front has ids 0-{len(front) - 1}"
@@ -44,6 +44,19 @@ def resolve(run, text: str):
     return run.space.validate(read_json_arg(text))
 
 
+def _read_front(path: Path) -> list[dict]:
+    """The members of a pareto.json, or UserError saying how it is damaged."""
+    try:
+        front = json.loads(path.read_text()).get("front")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as exc:
+        raise UserError(f"'{path}' is not a Pareto front; run 'samplenas search' again") from exc
+    if not isinstance(front, list) or not all(isinstance(m, dict) and "arch" in m for m in front):
+        raise UserError(
+            f"'{path}' lacks a 'front' list of members with an 'arch'; run 'samplenas search' again"
+        )
+    return front
+
+
 def export_onnx(model, example, path: Path) -> str | None:
     """Write ONNX if the optional ``onnx`` package is there; else say why not (None: written).
 
@@ -52,7 +65,6 @@ def export_onnx(model, example, path: Path) -> str | None:
     """
     import torch
 
-    path.unlink(missing_ok=True)  # never leave an older export's file beside new weights
     try:
         import onnx  # noqa: F401
     except ImportError:
@@ -74,22 +86,21 @@ def export_onnx(model, example, path: Path) -> str | None:
     return None
 
 
-def cmd_export(args: argparse.Namespace) -> int:
+def check_replaceable(out: Path) -> None:
+    """Refuse to replace a folder that holds something other than an earlier export."""
+    if out.exists() and (
+        not out.is_dir() or (any(out.iterdir()) and not (out / "arch.json").is_file())
+    ):
+        raise UserError(
+            f"'{out}' exists and is not an earlier export; choose a new folder for --out"
+        )
+
+
+def write_formats(run, arch, model, example, out: Path) -> tuple[dict[str, str], str | None]:
+    """Write arch.json and every model format into ``out``; return {kind: file name} and
+    why ONNX was skipped (None: written)."""
     import torch
 
-    from samplenas.supernet import calibrate_bn
-    from samplenas.train.runs import load_run
-
-    run = load_run(args.run, data_dir=args.data_dir, weights=args.weights)
-    arch = resolve(run, args.arch)
-    model = run.supernet.export(arch)
-    calib = run.calibration(args.calib_batches)
-    calibrate_bn(model, (x.contiguous() for x in calib), len(calib))
-    model.eval()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    example = calib[0][:2].contiguous()
-    files = {"arch": str(out / "arch.json"), "state_dict": str(out / "state_dict.pt")}
     atomic_write_json(
         out / "arch.json",
         {
@@ -105,15 +116,37 @@ def cmd_export(args: argparse.Namespace) -> int:
     batch = torch.export.Dim("batch", min=1, max=1 << 16)
     program = torch.export.export(model, (example,), dynamic_shapes={"x": {0: batch}})
     torch.export.save(program, out / "model.pt2")
-    files["torch_export"] = str(out / "model.pt2")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        traced = torch.jit.trace(model, example)
-        traced.save(str(out / "model.torchscript.pt"))
-    files["torchscript"] = str(out / "model.torchscript.pt")
+        torch.jit.trace(model, example).save(str(out / "model.torchscript.pt"))
+    files = {
+        "arch": "arch.json",
+        "state_dict": "state_dict.pt",
+        "torch_export": "model.pt2",
+        "torchscript": "model.torchscript.pt",
+    }
     skipped = export_onnx(model, example, out / "model.onnx")
     if skipped is None:
-        files["onnx"] = str(out / "model.onnx")
+        files["onnx"] = "model.onnx"
+    return files, skipped
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from samplenas.supernet import calibrate_bn
+    from samplenas.train.runs import load_run
+
+    run = load_run(args.run, data_dir=args.data_dir, weights=args.weights)
+    arch = resolve(run, args.arch)
+    model = run.supernet.export(arch)
+    calib = run.calibration(args.calib_batches)
+    calibrate_bn(model, (x.contiguous() for x in calib), len(calib))
+    model.eval()
+    out = Path(args.out)
+    check_replaceable(out)
+    example = calib[0][:2].contiguous()
+    with atomic_folder(out) as tmp:  # an old export is replaced whole, or not at all
+        written, skipped = write_formats(run, arch, model, example, tmp)
+    files = {kind: str(out / name) for kind, name in written.items()}
     cost = run.space.cost(arch)
     result = {
         "arch": arch.to_json(),

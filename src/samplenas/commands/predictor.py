@@ -50,13 +50,14 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if args.n < 4:
         raise UserError("--n must be at least 4 (half to fit, half to test)")
     run = load_run(args.run, data_dir=args.data_dir, weights=args.weights)
+    if args.n > run.space.size():  # distinct samples: more than the space holds never end
+        raise UserError(
+            f"--n {args.n} is more than the {run.space.size()} architectures of space "
+            f"'{run.space.name}'; pass --n {run.space.size()} or fewer"
+        )
     out = Path(args.run) / "predictor"
-    archs = []
-    rng = np.random.default_rng(args.seed)
-    while len(archs) < args.n:  # distinct uniform samples, same list on every resume
-        a = run.space.sample(rng)
-        if a not in archs:
-            archs.append(a)
+    # distinct uniform samples, the same list on every resume
+    archs = run.space.sample_distinct(np.random.default_rng(args.seed), args.n)
     calib = run.calibration(args.calib_batches)
     val = run.eval_loader("val", args.val_images)
     measured = run.fingerprint(calib, "val", val)
@@ -155,8 +156,7 @@ def cmd_cv(args: argparse.Namespace) -> int:
             rows = json.loads(Path(args.data).read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise UserError(f"cannot read predictor data '{args.data}': {exc}") from exc
-        archs = [space.validate(r["arch"]) for r in rows]
-        y = np.array([r["val_top1"] for r in rows], dtype=float)
+        archs, y = _labelled_rows(rows, space, args.data)
         source = args.data
     folds = rng.permutation(len(archs)) % args.folds
     result = {"source": source, "n": len(archs), "folds": args.folds, "predictors": {}}
@@ -178,3 +178,19 @@ def cmd_cv(args: argparse.Namespace) -> int:
     for name, r in result["predictors"].items():
         print(f"  {name:<14} MSE {r['mse']:.3g}   Kendall tau {r['kendall_tau']:.3f}")
     return 0
+
+
+def _labelled_rows(rows: object, space, path: str) -> tuple[list, np.ndarray]:
+    """Archs and val_top1 labels of a dataset.json, or UserError naming the bad row."""
+    if not isinstance(rows, list) or len(rows) < 2:
+        raise UserError(f"predictor data '{path}' must be a JSON list of at least two rows")
+    archs, y = [], []
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict) or "arch" not in row or "val_top1" not in row:
+            raise UserError(f"row {i} of '{path}' needs the keys 'arch' and 'val_top1'")
+        label = row["val_top1"]
+        if isinstance(label, bool) or not isinstance(label, int | float):
+            raise UserError(f"row {i} of '{path}': 'val_top1' must be a number")
+        archs.append(space.validate(row["arch"]))
+        y.append(float(label))
+    return archs, np.array(y)

@@ -37,6 +37,9 @@ def cmd_spaces(args: argparse.Namespace) -> int:
         return 0
     print(f"{'name':<26} {'architectures':>14} {'min MFLOPs':>11} {'max MFLOPs':>11}")
     for r in rows:
+        if "needs" in r:
+            print(f"{r['name']:<26} {'needs ' + r['needs']}")
+            continue
         lo = "-" if r["min_mflops"] is None else f"{r['min_mflops']:.1f}"
         hi = "-" if r["max_mflops"] is None else f"{r['max_mflops']:.1f}"
         print(f"{r['name']:<26} {r['size']:>14.3g} {lo:>11} {hi:>11}")

@@ -6,13 +6,19 @@ space's own encoding, so the same predictor works for every space.
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy.stats import kendalltau
 
+from samplenas.io import atomic_write
 from samplenas.space import Arch, SearchSpace
+
+FORMAT = "samplenas-predictor-1"
 
 
 def kendall_tau(y_true: Sequence[float], y_pred: Sequence[float]) -> float:
@@ -47,7 +53,16 @@ def tau_ceiling(
 
 
 class Predictor(ABC):
-    """Predicts a score (e.g. top-1) for architectures of ``space``."""
+    """Predicts a score (e.g. top-1) for architectures of ``space``.
+
+    One file protocol for every predictor: ``save`` writes a pickle-free ``.npz`` holding
+    a JSON header (kind, space, constructor hyperparameters) and the fitted state as plain
+    arrays; ``load_predictor`` rebuilds any kind from it and lets the predictor check the
+    arrays before they are used, so a file from anywhere is safe to load.
+    (``samplenas.predictors.registry.load_predictor`` reads them back.)
+    """
+
+    name: str
 
     def __init__(self, space: SearchSpace) -> None:
         self.space = space
@@ -64,3 +79,29 @@ class Predictor(ABC):
     def score(self, archs: Sequence[Arch], y: Sequence[float]) -> float:
         """Kendall tau on held-out data (the papers' figure of merit for predictors)."""
         return kendall_tau(y, self.predict(archs))
+
+    # -- saving and loading -------------------------------------------------------------
+    def hyperparameters(self) -> dict[str, Any]:
+        """The JSON-able constructor arguments (besides the space) that rebuild this kind."""
+        raise NotImplementedError(f"predictor '{self.name}' cannot be saved")
+
+    def fitted_arrays(self) -> dict[str, np.ndarray]:
+        """The fitted state as plain numeric arrays."""
+        raise NotImplementedError(f"predictor '{self.name}' cannot be saved")
+
+    def load_arrays(self, arrays: Mapping[str, np.ndarray]) -> None:
+        """Take the state from ``fitted_arrays``; ValueError when the arrays are malformed."""
+        raise NotImplementedError(f"predictor '{self.name}' cannot be loaded")
+
+    def save(self, path: str | Path) -> None:
+        """Write the header and the fitted arrays (atomically, no pickle)."""
+        header = {
+            "format": FORMAT,
+            "kind": self.name,
+            "space": self.space.name,
+            "hyperparameters": self.hyperparameters(),
+        }
+        arrays = self.fitted_arrays()
+        atomic_write(
+            path, lambda f: np.savez_compressed(f, header=np.array(json.dumps(header)), **arrays)
+        )

@@ -11,7 +11,8 @@ single model.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -219,6 +220,44 @@ class GCNPredictor(Predictor):
             data = graphs_to_tensors(self.space, archs[i : i + batch])
             out.append(self.model(*data).mean(0).double().numpy() * self.std + self.mean)
         return np.concatenate(out) if out else np.zeros(0)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {
+            "widths": list(self.widths),
+            "folds": self.folds,
+            "epochs": self.epochs,
+            "lr": self.lr,
+            "weight_decay": self.weight_decay,
+            "layers": self.layers,
+            "seed": self.seed,
+        }
+
+    def fitted_arrays(self) -> dict[str, np.ndarray]:
+        state = {f"model.{k}": v.detach().numpy() for k, v in self.model.state_dict().items()}
+        return {
+            **state,
+            "target": np.array([self.mean, self.std]),
+            "out_range": np.array([self.model.lo, self.model.hi]),
+        }
+
+    def load_arrays(self, arrays: Mapping[str, np.ndarray]) -> None:
+        """Rebuild the ensemble from its tensors; shapes must fit the space's graphs."""
+        state = {k[6:]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("model.")}
+        first, fc1 = state.get("w_fwd.0"), state.get("fc1")
+        if first is None or fc1 is None or first.ndim != 3 or fc1.ndim != 3:
+            raise ValueError("the GCN's weights lack w_fwd.0 or fc1")
+        if sum(k.startswith("w_fwd.") for k in state) != self.layers:
+            raise ValueError(f"the GCN's weights are not {self.layers} layers")
+        n_feat = self.space.to_graph(self.space.sample(np.random.default_rng(0)))[0].shape[1]
+        if first.shape[1] != n_feat:
+            raise ValueError(f"the GCN reads {first.shape[1]} node features, not {n_feat}")
+        lo, hi = (float(v) for v in arrays["out_range"])
+        model = GCNEnsemble(
+            first.shape[0], n_feat, first.shape[2], self.layers, fc1.shape[2], (lo, hi)
+        )
+        model.load_state_dict(state)  # strict: a missing, extra or misshapen tensor raises
+        self.mean, self.std = (float(v) for v in arrays["target"])
+        self.model, self.width = model.eval(), first.shape[2]
 
 
 class TwoStagePredictor(Predictor):

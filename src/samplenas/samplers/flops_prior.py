@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from samplenas.errors import UserError
-from samplenas.io import atomic_write
+from samplenas.io import DAMAGED_FILE_ERRORS, atomic_write
 from samplenas.space.base import GeneSpace
 
 FORMAT_VERSION = 2
@@ -216,7 +216,7 @@ class FlopsPrior:
         if path.is_file():
             try:
                 return cls.load(path)
-            except (OSError, ValueError, KeyError):
+            except DAMAGED_FILE_ERRORS:
                 pass  # a damaged cache file is rebuilt below
         prior = cls.build(space, m=m, step=step, seed=seed, condition_on=condition_on)
         prior.save(path)

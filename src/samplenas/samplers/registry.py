@@ -42,13 +42,13 @@ def make_sampler(name: str, space: SearchSpace, seed: int | None = 0, **options:
     raise UserError(f"unknown sampler '{name}'; choose one of: {'; '.join(sampler_names())}")
 
 
-def _load_predictor(options: dict[str, Any]) -> dict[str, Any]:
-    """``predictor`` may be a fitted object or the path of a saved predictor."""
+def _load_predictor(options: dict[str, Any], space: SearchSpace) -> dict[str, Any]:
+    """``predictor`` may be a fitted object or the path of any saved predictor of ``space``."""
     predictor = options.get("predictor")
     if isinstance(predictor, str):
         from samplenas.predictors import load_predictor
 
-        options = {**options, "predictor": load_predictor(predictor)}
+        options = {**options, "predictor": load_predictor(predictor, space)}
     return options
 
 
@@ -63,7 +63,7 @@ def _attentive(
 ) -> Sampler:
     from samplenas.samplers.attentive import AttentiveSampler
 
-    options = _load_predictor(options)
+    options = _load_predictor(options, space)
     return AttentiveSampler(
         space, seed=seed, k=int(match["k"]), mode=match["mode"], estimator=match["est"], **options
     )
@@ -74,7 +74,7 @@ def _pareto_pool(
 ) -> Sampler:
     from samplenas.samplers.attentive import ParetoPoolSampler
 
-    options = _load_predictor(options)
+    options = _load_predictor(options, space)
     return ParetoPoolSampler(space, seed=seed, mode=match["mode"], **options)
 
 

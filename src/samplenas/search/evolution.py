@@ -124,7 +124,7 @@ class EvolutionSampler(Sampler):
         else:
             parents = self.parents()
             if not parents:
-                raise UserError("evolution needs fitness for the previous generation (tell)")
+                raise RuntimeError("evolution needs fitness for the previous generation (tell)")
             for _ in range(self.mutations):
                 a = self._fresh(
                     lambda: self.space.mutate(

@@ -36,15 +36,14 @@ class RandomSearch(Sampler):
             self._pos = 0
 
     def ask(self, n: int = 1) -> list[Arch]:
+        """Up to n architectures; fewer (none) once every one has been asked for."""
+        if self.candidates is None:
+            left = self.space.size() - len(self.seen)
+            return self.space.sample_distinct(self.rng, min(n, left), self.seen)
         out: list[Arch] = []
-        while len(out) < n:
-            if self.candidates is not None:
-                if self._pos >= len(self._order):
-                    break
-                arch = self.candidates[self._order[self._pos]]
-                self._pos += 1
-            else:
-                arch = self.space.sample(self.rng)
+        while len(out) < n and self._pos < len(self._order):
+            arch = self.candidates[self._order[self._pos]]
+            self._pos += 1
             if arch not in self.seen:
                 self.seen.add(arch)
                 out.append(arch)

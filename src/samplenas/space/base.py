@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from samplenas.errors import UserError
+from samplenas.errors import MissingExtra, UserError
 from samplenas.space.arch import Arch
 
 
@@ -38,6 +38,28 @@ class SearchSpace(ABC):
 
     def sample_many(self, rng: np.random.Generator, n: int) -> list[Arch]:
         return [self.sample(rng) for _ in range(n)]
+
+    def sample_distinct(
+        self, rng: np.random.Generator, n: int, seen: set[Arch] | None = None
+    ) -> list[Arch]:
+        """n uniform draws not in ``seen`` (which gains them), in draw order.
+
+        Rejection needs a bound: asking for more than the space holds would loop forever,
+        so it raises ValueError (callers check user input against ``size()`` first).
+        """
+        seen = set() if seen is None else seen
+        if n > self.size() - len(seen):
+            raise ValueError(
+                f"{n} new architectures asked of space '{self.name}', "
+                f"which has {self.size() - len(seen)} left"
+            )
+        out: list[Arch] = []
+        while len(out) < n:
+            arch = self.sample(rng)
+            if arch not in seen:
+                seen.add(arch)
+                out.append(arch)
+        return out
 
     @abstractmethod
     def size(self) -> int:
@@ -92,7 +114,17 @@ class SearchSpace(ABC):
 
     def describe(self) -> dict[str, Any]:
         """Name, size and (when the space has a cost model) the FLOPs range, for listings."""
-        info: dict[str, Any] = {"name": self.name, "size": self.size()}
+        info: dict[str, Any] = {"name": self.name}
+        try:
+            info["size"] = self.size()
+        except MissingExtra as exc:  # listed all the same, with what it needs
+            return {
+                **info,
+                "size": None,
+                "min_mflops": None,
+                "max_mflops": None,
+                "needs": exc.install,
+            }
         try:
             info["min_mflops"] = self.cost(self.smallest()).mflops
             info["max_mflops"] = self.cost(self.largest()).mflops

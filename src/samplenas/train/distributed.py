@@ -86,6 +86,15 @@ def all_reduce_mean(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return t
 
 
+def all_finite(t: torch.Tensor, info: DistInfo) -> bool:
+    """Whether ``t`` is finite on every rank: ranks must agree before one of them stops,
+    or the others wait forever in the next all-reduce."""
+    flag = torch.isfinite(t).all().to(torch.float32).reshape(1)
+    if info.enabled:
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return bool(flag.item())
+
+
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()

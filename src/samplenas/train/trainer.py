@@ -348,8 +348,10 @@ class Trainer:
             loss.backward()
             losses.append(loss.detach())
         stacked = torch.stack(losses)
-        if not torch.isfinite(stacked).all():
-            raise TrainingDiverged(f"loss is {stacked.tolist()} at step {self.step}")
+        if not D.all_finite(stacked, self.dist):  # every rank stops, or none does
+            here = not torch.isfinite(stacked).all()
+            what = f"loss is {stacked.tolist()}" if here else "a loss on another rank is not finite"
+            raise TrainingDiverged(f"{what} at step {self.step}")
         params = [p for p in model.parameters() if p.grad is not None]
         D.all_reduce_gradients(params, self.dist)
         grad_norm = clip_gradients(params, t.grad_clip, t.grad_clip_mode)

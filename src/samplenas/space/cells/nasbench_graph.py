@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from samplenas.errors import UserError
+from samplenas.errors import MissingExtra, UserError
 from samplenas.space.arch import Arch
 from samplenas.space.base import SearchSpace
 
@@ -35,12 +35,17 @@ OPS = ("gat", "gcn", "gin", "cheb", "sage", "arma", "graph", "fc", "skip")
 OPS_PROTEINS = ("gcn", "sage", "arma", "fc", "skip")
 
 
-def _package():
+def nas_bench_graph_package():
+    """The optional ``nas_bench_graph`` package, or MissingExtra naming the extra."""
     try:
-        from nas_bench_graph import architecture
-    except ImportError as exc:  # pragma: no cover - installed with the bench extra
-        raise UserError("NAS-Bench-Graph needs its package: pip install nas-bench-graph") from exc
-    return architecture
+        import nas_bench_graph
+    except ImportError as exc:
+        raise MissingExtra("NAS-Bench-Graph", "bench") from exc
+    return nas_bench_graph
+
+
+def _package():
+    return nas_bench_graph_package().architecture
 
 
 class NASBenchGraphSpace(SearchSpace):
