@@ -262,7 +262,7 @@ class FlopsPrior:
         if targets == "uniform":
             reachable = (self.prior > 0).astype(float)
             return reachable / reachable.sum()
-        raise UserError(f"FLOPs targets must be one of {TARGETS}, not '{targets}'")
+        raise ValueError(f"targets must be one of {TARGETS}, not {targets!r}")  # callers check
 
     def sample_buckets(
         self, rng: np.random.Generator, n: int, probs: np.ndarray | None = None
