@@ -56,6 +56,8 @@ DISPLAY = {
 # the recipe the committed units were trained with; the fashion recipe has moved on since
 STUDY_NUM_RANDOM = 2  # the paper's sandwich: largest + 2 sampled + smallest
 STUDY_WARMUP_SHARE = 0.5 / 9  # warm-up epochs per epoch of the schedule
+STUDY_LOSS_ESTIMATOR = "ce"  # -loss samplers scored candidates by CE on labels (now: train)
+STUDY_CALIBRATION_SPLIT = "val"  # BN calibrated on validation images (now: train)
 
 
 def cli(*argv: str) -> None:
@@ -77,6 +79,7 @@ def steps_recipe(steps: int) -> list[str]:
     out = ["--epochs", str(epochs), "--set", "eval_every_epochs=0"]
     out += ["--set", f"train.num_random={STUDY_NUM_RANDOM}"]
     out += ["--set", f"train.warmup_epochs={warmup:.4f}"]
+    out += ["--set", f"calibration.split={STUDY_CALIBRATION_SPLIT}"]
     if subset:
         out += ["--set", f"data.train_subset={subset}"]
     return out
@@ -90,6 +93,8 @@ def train(strategy: str, seed: int, steps: int) -> Path:
         cli("train", "--resume", str(run))
         return run
     extra = []
+    if strategy.endswith("-loss"):
+        extra = ["--set", f"sampler.options.loss={STUDY_LOSS_ESTIMATOR}"]
     if strategy.endswith("-acc"):
         predictor = fit_predictor(seed, steps)
         extra = ["--set", f"sampler.options.predictor={predictor}"]

@@ -106,15 +106,73 @@ def test_tables_are_cached_without_pickles(tmp_path):
     assert np.array_equal(first.tables, again.tables) and np.array_equal(first.prior, again.prior)
 
 
-def test_sampler_state_round_trip_reproduces_the_stream(attentive_prior):
+@pytest.fixture(scope="module")
+def tiny_enumerated():
+    """``tiny``'s 512 architectures, their FLOPs buckets and a prior built as users get it."""
+    space, rows, mflops = enumerate_tiny()
+    prior = FlopsPrior.build(space, m=200_000, seed=0)
+    return space, rows, prior.bucket_of(mflops), prior
+
+
+def draw_rows(space, name: str, prior: FlopsPrior, n: int) -> np.ndarray:
+    """Row numbers (in ``enumerate_tiny``'s order) of n archs drawn by sampler ``name``."""
+    idx = np.array(
+        [space.indices_of(a) for a in make_sampler(name, space, seed=3, prior=prior).ask(n)]
+    )
+    return np.ravel_multi_index(idx.T, tuple(space.n_choices))
+
+
+def test_flops_prior_is_uniform_over_architectures(tiny_enumerated):
+    space, rows, _, prior = tiny_enumerated
+    drawn = draw_rows(space, "flops-prior", prior, 40 * len(rows))
+    freq = np.bincount(drawn, minlength=len(rows))
+    assert (freq > 0).all()  # every one of the 512 architectures, the smallest included
+    assert chisquare(freq).pvalue > 1e-3
+
+
+def test_flops_uniform_is_uniform_over_buckets_not_the_prior(tiny_enumerated):
+    space, rows, buckets, prior = tiny_enumerated
+    reachable = np.flatnonzero(np.bincount(buckets, minlength=prior.n_buckets))
+    drawn = buckets[draw_rows(space, "flops-uniform", prior, 60 * len(reachable))]
+    assert set(drawn.tolist()) == set(reachable.tolist())  # never an empty bucket
+    freq = np.bincount(drawn, minlength=prior.n_buckets)[reachable]
+    assert chisquare(freq).pvalue > 1e-3
+    masses = prior.prior[reachable] / prior.prior[reachable].sum()
+    assert chisquare(freq, masses * freq.sum()).pvalue < 1e-6
+    # the rare extremes: the smallest architecture, alone in its bucket, is drawn about
+    # once per reachable bucket instead of once per 512 draws
+    smallest = int(np.ravel_multi_index(space.indices_of(space.smallest()), space.n_choices))
+    assert (drawn == buckets[smallest]).sum() > 30
+
+
+@pytest.mark.parametrize("name", ["flops-prior", "flops-uniform"])
+def test_sampler_state_round_trip_reproduces_the_stream(attentive_prior, name):
     space, prior = attentive_prior
-    a = make_sampler("flops-uniform", space, seed=7, prior=prior)
+    a = make_sampler(name, space, seed=7, prior=prior)
     a.ask(3)
     state = a.state_dict()
     expected = a.ask(4)
-    b = make_sampler("flops-uniform", space, seed=99, prior=prior)
+    b = make_sampler(name, space, seed=99, prior=prior)
     b.load_state_dict(state)
     assert b.ask(4) == expected
+
+
+def test_checkpoint_of_the_old_flops_uniform_is_not_resumed_as_the_new_one(attentive_prior):
+    """Before the split, 'flops-uniform' drew τ from the prior and saved no ``targets``."""
+    space, prior = attentive_prior
+    state = make_sampler("flops-prior", space, seed=7, prior=prior).state_dict()
+    del state["targets"]
+    make_sampler("flops-prior", space, prior=prior).load_state_dict(state)
+    with pytest.raises(UserError, match="drew FLOPs targets from the prior"):
+        make_sampler("flops-uniform", space, prior=prior).load_state_dict(state)
+
+
+def test_flops_sampler_options_are_checked(attentive_prior):
+    space, prior = attentive_prior
+    with pytest.raises(UserError, match="unknown option 'targets' for sampler 'flops-uniform'"):
+        make_sampler("flops-uniform", space, prior=prior, targets="prior")
+    with pytest.raises(UserError, match="targets must be one of"):
+        FlopsConditionedSampler(space, prior=prior, targets="even")
 
 
 def test_uniform_sampler_is_seeded():

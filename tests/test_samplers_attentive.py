@@ -84,3 +84,41 @@ def test_unknown_names_and_bad_options():
         make_sampler("bestup-x-loss", space)
     with pytest.raises(UserError, match="k >= 1"):
         make_sampler("bestup-0-loss", space)
+
+
+def test_unknown_sampler_options_name_the_option_and_the_known_ones():
+    space = load_space("tiny")
+    with pytest.raises(UserError, match=r"unknown option 'k' for sampler 'uniform'.*: none"):
+        make_sampler("uniform", space, k=5)
+    with pytest.raises(UserError, match=r"unknown option 'k' for .*'bestup-3-loss'.*loss, method"):
+        make_sampler("bestup-3-loss", space, k=5)
+    with pytest.raises(UserError, match="unknown option 'loss' for sampler 'bestup-3-acc'"):
+        make_sampler("bestup-3-acc", space, predictor=DepthPredictor(), loss="ce")
+    with pytest.raises(UserError, match="'loss' must be one of"):
+        make_sampler("bestup-3-loss", space, loss="mse")
+    with pytest.raises(UserError, match="targets must be one of"):
+        make_sampler("worstup-3-loss", space, targets="middle")
+
+
+def test_attentive_targets_uniform_spreads_slots_over_the_buckets():
+    """``targets: uniform`` draws each slot's bucket uniformly, the default from the prior."""
+    from scipy.stats import chisquare
+
+    space = load_space("tiny")
+    slots = 3000
+    found = {}
+    for targets in ("prior", "uniform"):
+        sampler = make_sampler("bestup-2-loss", space, seed=0, targets=targets)
+        sampler.set_scorer(depth_score(space))
+        prior = sampler.conditional.prior
+        buckets = prior.bucket_of([space.mflops(a) for a in sampler.ask(slots)])
+        reachable = np.flatnonzero(prior.prior)
+        found[targets] = np.bincount(buckets, minlength=prior.n_buckets)[reachable]
+        masses = prior.prior[reachable]
+    assert chisquare(found["uniform"]).pvalue > 1e-3
+    assert chisquare(found["prior"], masses * slots).pvalue > 1e-3
+    assert chisquare(found["prior"]).pvalue < 1e-6
+    pool = make_sampler(
+        "bestup-1M-acc", space, predictor=DepthPredictor(), pool_size=5000, targets="uniform"
+    )
+    assert np.allclose(pool.weights, 1 / len(pool.buckets))

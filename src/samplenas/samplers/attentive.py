@@ -1,13 +1,15 @@
 """Attentive sampling (AttentiveNAS, Algorithm 1): BestUp-k / WorstUp-k.
 
-For every attentive slot: draw a FLOPs target τ ~ π(τ), draw k candidates from
-π(α | τ), score them, and keep the best (BestUp) or the worst (WorstUp). Scores come
-from an estimator the caller binds:
+For every attentive slot: draw a FLOPs target τ ~ π(τ) (``targets: uniform``: uniform
+over the buckets instead), draw k candidates from π(α | τ), score them, and keep the best
+(BestUp) or the worst (WorstUp). Scores come from an estimator the caller binds:
 
 * ``loss``: the negative loss of each candidate on the current minibatch, without
   gradients — the trainer binds a closure over its batch with ``set_scorer``; under
   torchrun the losses are averaged across ranks first, so every rank picks the same
-  sub-network;
+  sub-network. Option ``loss``: ``train`` (default, the paper's) is the loss the step
+  trains a sampled sub-network with — distillation from the largest's detached
+  predictions under in-place distillation; ``ce`` is plain cross-entropy on the labels;
 * ``acc``: a fitted accuracy predictor's prediction (no extra forward passes).
 
 ``bestup-1M-acc`` / ``worstup-1M-acc`` predict 10^6 random architectures once and then
@@ -27,6 +29,7 @@ from samplenas.samplers.flops_conditioned import FlopsConditionedSampler
 from samplenas.space import Arch, GeneSpace
 
 Scorer = Callable[[Sequence[Arch]], np.ndarray]  # higher is better
+LOSSES = ("train", "ce")  # the loss estimator's choices (see the module docstring)
 
 
 class AttentiveSampler(Sampler):
@@ -40,9 +43,12 @@ class AttentiveSampler(Sampler):
         mode: str = "best",
         estimator: str = "loss",
         predictor: Any = None,
+        loss: str = "train",
         **flops_options: Any,
     ) -> None:
         super().__init__(space, seed)
+        if loss not in LOSSES:
+            raise UserError(f"sampler option 'loss' must be one of {LOSSES}, not {loss!r}")
         if mode not in ("best", "worst"):
             raise UserError(f"attentive mode must be best or worst, not '{mode}'")
         if estimator not in ("loss", "acc"):
@@ -54,7 +60,7 @@ class AttentiveSampler(Sampler):
                 f"{mode}up-{k}-acc needs an accuracy predictor: fit one with "
                 f"'samplenas predictor fit' and pass sampler.options.predictor=PATH"
             )
-        self.k, self.mode, self.estimator = k, mode, estimator
+        self.k, self.mode, self.estimator, self.loss = k, mode, estimator, loss
         self.name = f"{mode}up-{k}-{estimator}"
         self.predictor = predictor
         self.conditional = FlopsConditionedSampler(space, seed=None, **flops_options)
@@ -85,8 +91,7 @@ class AttentiveSampler(Sampler):
     def ask(self, n: int = 1) -> list[Arch]:
         out: list[Arch] = []
         self.last_candidates, self.last_scores = [], []
-        targets = self.conditional.prior.sample_buckets(self.rng, n)
-        for tau in targets:
+        for tau in self.conditional.sample_targets(n):
             cands = self.conditional.sample_in_buckets(np.full(self.k, tau))
             scores = self.score(cands)
             out.append(cands[self.choose(scores)])
@@ -122,16 +127,15 @@ class AttentiveSampler(Sampler):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.candidates_scored = int(state.get("candidates_scored", 0))
-        counters = dict(state.get("conditional", {}))
-        self.conditional.total_samples = int(counters.get("total_samples", 0))
-        self.conditional.total_trials = int(counters.get("total_trials", 0))
+        self.conditional.load_counters(dict(state.get("conditional", {})))
 
 
 class ParetoPoolSampler(Sampler):
     """``bestup-1M-acc`` / ``worstup-1M-acc``: sample from a predicted Pareto pool.
 
     Predicts ``pool_size`` random architectures once, keeps the predicted best (or worst)
-    ``per_bucket`` of each FLOPs bucket, then draws τ ~ π(τ) and an arch of that bucket's pool.
+    ``per_bucket`` of each FLOPs bucket, then draws τ ~ π(τ) (or uniformly, ``targets:
+    uniform``) and an arch of that bucket's pool.
     """
 
     def __init__(
@@ -174,7 +178,7 @@ class ParetoPoolSampler(Sampler):
                 best[int(b)] = merged[:per_bucket]
         self.pool = {b: [space.arch_from_indices(r) for _, r in rows] for b, rows in best.items()}
         buckets = np.array(sorted(self.pool))
-        weights = prior.prior[buckets]
+        weights = self.conditional.target_probs[buckets]
         self.buckets = buckets
         self.weights = weights / weights.sum() if weights.sum() > 0 else None
 

@@ -1,4 +1,10 @@
-"""FLOPs-conditioned sampling (AttentiveNAS eq. 5): draw τ ~ π(τ), then α ~ π(α | τ).
+"""FLOPs-conditioned sampling (AttentiveNAS eq. 5): draw a FLOPs target τ, then α ~ π(α | τ).
+
+``flops-prior`` draws τ ~ π(τ), the space's own FLOPs distribution: with α uniform within
+the bucket that is the uniform distribution over architectures, and it exists so that
+several candidates can share one bucket (BestUp / WorstUp). ``flops-uniform`` draws τ
+uniformly over the reachable buckets (AttentiveNAS's ``flops_uniform``), which trains the
+rare small and large sub-networks far more often than uniform sampling does.
 
 Two ways to draw α | τ, both accepting only archs whose FLOPs round to τ:
 ``"exact"`` (default for MobileNet-style spaces) counts architectures per cost by dynamic
@@ -15,21 +21,21 @@ import numpy as np
 from samplenas.errors import UserError
 from samplenas.samplers.base import Sampler
 from samplenas.samplers.flops_exact import ExactBucketSampler
-from samplenas.samplers.flops_prior import FlopsPrior
+from samplenas.samplers.flops_prior import TARGETS, FlopsPrior
 from samplenas.space import Arch, GeneSpace, MBConvSpace, SearchSpace
 
 METHODS = ("exact", "factorized")
 
 
 class FlopsConditionedSampler(Sampler):
-    """Samples an architecture for a FLOPs target: drawn from the prior, or fixed.
+    """Samples an architecture for a FLOPs target: drawn (``targets``: prior or uniform), or fixed.
 
     ``ask(n)`` returns n archs; ``last_targets`` and ``last_trials`` tell which bucket
     each came from and how many rejection trials it took (the attentive samplers reuse
-    ``sample_in_buckets`` to draw k candidates in one bucket).
+    ``sample_targets`` and ``sample_in_buckets`` to draw k candidates in one bucket).
     """
 
-    name = "flops-uniform"
+    name = "flops-prior"
 
     def __init__(
         self,
@@ -40,11 +46,17 @@ class FlopsConditionedSampler(Sampler):
         prior_samples: int = 1_000_000,
         step: float | None = None,
         method: str | None = None,
+        targets: str = "prior",
     ) -> None:
         super().__init__(space, seed)
+        if targets not in TARGETS:
+            raise UserError(f"FLOPs targets must be one of {TARGETS}, not '{targets}'")
+        self.targets = targets
+        self.name = f"flops-{targets}"
         if not isinstance(space, GeneSpace):
             raise UserError(f"space '{space.name}' does not support FLOPs-conditioned sampling")
         self.prior = prior or FlopsPrior.for_space(space, m=prior_samples, step=step)
+        self.target_probs = self.prior.target_probs(targets)
         method = method or ("exact" if isinstance(space, MBConvSpace) else "factorized")
         if method not in METHODS:
             raise UserError(f"unknown conditional sampling method '{method}'; use one of {METHODS}")
@@ -81,12 +93,14 @@ class FlopsConditionedSampler(Sampler):
         self.total_trials += int(trials.sum())
         return [self.space.arch_from_indices(row) for row in idx]
 
+    def sample_targets(self, n: int) -> np.ndarray:
+        """n bucket indices: the fixed target's, or drawn as ``targets`` says."""
+        if self.target_bucket is not None:
+            return np.full(n, self.target_bucket)
+        return self.prior.sample_buckets(self.rng, n, self.target_probs)
+
     def ask(self, n: int = 1) -> list[Arch]:
-        if self.target_bucket is None:
-            buckets = self.prior.sample_buckets(self.rng, n)
-        else:
-            buckets = np.full(n, self.target_bucket)
-        return self.sample_in_buckets(buckets)
+        return self.sample_in_buckets(self.sample_targets(n))
 
     def mean_trials(self) -> float | None:
         return self.total_trials / self.total_samples if self.total_samples else None
@@ -96,10 +110,28 @@ class FlopsConditionedSampler(Sampler):
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
-        state.update(total_samples=self.total_samples, total_trials=self.total_trials)
+        state.update(
+            total_samples=self.total_samples, total_trials=self.total_trials, targets=self.targets
+        )
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
+        self.load_counters(state)
+
+    def load_counters(self, state: dict[str, Any]) -> None:
+        """Counters of a checkpoint, refusing one that drew its FLOPs targets otherwise.
+
+        Checkpoints from before ``targets`` was recorded all drew τ from the prior: the
+        sampler then called ``flops-uniform`` is today's ``flops-prior``.
+        """
+        saved = state.get("targets", "prior")
+        if saved != self.targets:
+            raise UserError(
+                f"the checkpoint's sampler drew FLOPs targets from the {saved} distribution, "
+                f"this one from the {self.targets} one (runs made before 'flops-prior' "
+                f"existed called it 'flops-uniform'); resume with the sampler the run was "
+                f"trained with, or start a new run"
+            )
         self.total_samples = int(state.get("total_samples", 0))
         self.total_trials = int(state.get("total_trials", 0))

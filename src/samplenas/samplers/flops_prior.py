@@ -32,6 +32,7 @@ from samplenas.space.base import GeneSpace
 
 FORMAT_VERSION = 2
 TILTS = (-8.0, -4.0, -2.0, 2.0, 4.0, 8.0)
+TARGETS = ("prior", "uniform")  # how FLOPs targets τ are drawn (see target_probs)
 
 
 def cache_dir() -> Path:
@@ -251,9 +252,23 @@ class FlopsPrior:
             raise UserError(f"no architecture of this space has about {mflops:g} MFLOPs")
         return b
 
-    def sample_buckets(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        """n targets τ ~ π(τ)."""
-        return rng.choice(self.n_buckets, size=n, p=self.prior)
+    def target_probs(self, targets: str = "prior") -> np.ndarray:
+        """How FLOPs targets τ are drawn: ``prior`` is π(τ); ``uniform`` weighs every
+        reachable bucket alike (AttentiveNAS's ``flops_uniform``), so the rare smallest
+        and largest sub-networks are drawn as often as the common middle ones.
+        """
+        if targets == "prior":
+            return self.prior
+        if targets == "uniform":
+            reachable = (self.prior > 0).astype(float)
+            return reachable / reachable.sum()
+        raise ValueError(f"targets must be one of {TARGETS}, not {targets!r}")  # callers check
+
+    def sample_buckets(
+        self, rng: np.random.Generator, n: int, probs: np.ndarray | None = None
+    ) -> np.ndarray:
+        """n targets τ ~ π(τ), or ~ ``probs`` (one of ``target_probs``)."""
+        return rng.choice(self.n_buckets, size=n, p=self.prior if probs is None else probs)
 
     # -- conditional sampling -----------------------------------------------------------
     def propose(self, rng: np.random.Generator, buckets: np.ndarray, k: int) -> np.ndarray:

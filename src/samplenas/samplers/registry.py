@@ -5,39 +5,77 @@ Exact names (``uniform``) and patterns (``bestup-3-loss``) both resolve here.
 
 from __future__ import annotations
 
+import inspect
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from samplenas.errors import UserError
 from samplenas.samplers.base import Sampler, UniformSampler
 from samplenas.space import SearchSpace
 
-_FACTORIES: dict[str, Callable[..., Sampler]] = {}
-_PATTERNS: list[tuple[re.Pattern[str], str, Callable[..., Sampler]]] = []
+Options = frozenset[str] | None  # the options a factory accepts; None: any
+_FACTORIES: dict[str, tuple[Callable[..., Sampler], Options]] = {}
+_PATTERNS: list[tuple[re.Pattern[str], str, Callable[..., Sampler], Options]] = []
+_POSITIONAL = {"match", "space", "seed"}  # what make_sampler passes itself
 
 
-def register_sampler(name: str, factory: Callable[..., Sampler]) -> None:
-    """Add a sampler: ``factory(space, seed=..., **options) -> Sampler``."""
-    _FACTORIES[name] = factory
+def _known_options(factory: Callable[..., Sampler], options: Iterable[str] | None) -> Options:
+    """The declared options, else the factory's keyword parameters (None if it takes **kw)."""
+    if options is not None:
+        return frozenset(options)
+    params = inspect.signature(factory).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return frozenset(p.name for p in params if p.name not in _POSITIONAL)
 
 
-def register_sampler_pattern(pattern: str, example: str, factory: Callable[..., Sampler]) -> None:
+def register_sampler(
+    name: str, factory: Callable[..., Sampler], options: Iterable[str] | None = None
+) -> None:
+    """Add a sampler: ``factory(space, seed=..., **options) -> Sampler``.
+
+    ``options`` names the keyword options it accepts (default: read from its signature),
+    so a misspelt ``sampler.options`` key is an error instead of a traceback or a no-op.
+    """
+    _FACTORIES[name] = (factory, _known_options(factory, options))
+
+
+def register_sampler_pattern(
+    pattern: str,
+    example: str,
+    factory: Callable[..., Sampler],
+    options: Iterable[str] | None = None,
+) -> None:
     """Add a family: ``factory(match, space, seed=..., **options)`` for names matching."""
-    _PATTERNS.append((re.compile(pattern), example, factory))
+    _PATTERNS.append((re.compile(pattern), example, factory, _known_options(factory, options)))
 
 
 def sampler_names() -> list[str]:
     """Registered names, then each family's forms (for messages and ``--help``)."""
-    return sorted(_FACTORIES) + [example for _, example, _ in _PATTERNS]
+    return sorted(_FACTORIES) + [example for _, example, _, _ in _PATTERNS]
+
+
+def check_options(name: str, options: dict[str, Any], known: Options) -> None:
+    """UserError naming every unknown option of sampler ``name`` and the known ones."""
+    unknown = sorted(set(options) - known) if known is not None else []
+    if unknown:
+        listed = ", ".join(sorted(known)) if known else "none"
+        raise UserError(
+            f"unknown option {', '.join(map(repr, unknown))} for sampler '{name}' "
+            f"(sampler.options); its options: {listed}"
+        )
 
 
 def make_sampler(name: str, space: SearchSpace, seed: int | None = 0, **options: Any) -> Sampler:
     if name in _FACTORIES:
-        return _FACTORIES[name](space, seed=seed, **options)
-    for pattern, _, factory in _PATTERNS:
+        factory, known = _FACTORIES[name]
+        check_options(name, options, known)
+        return factory(space, seed=seed, **options)
+    for pattern, _, factory, known in _PATTERNS:
         match = pattern.fullmatch(name)
         if match:
+            check_options(name, options, known)
             return factory(match, space, seed=seed, **options)
     raise UserError(f"unknown sampler '{name}'; choose one of: {'; '.join(sampler_names())}")
 
@@ -52,10 +90,13 @@ def _load_predictor(options: dict[str, Any], space: SearchSpace) -> dict[str, An
     return options
 
 
-def _flops_uniform(space: SearchSpace, seed: int | None = 0, **options: Any) -> Sampler:
-    from samplenas.samplers.flops_conditioned import FlopsConditionedSampler
+def _flops(targets: str) -> Callable[..., Sampler]:
+    def factory(space: SearchSpace, seed: int | None = 0, **options: Any) -> Sampler:
+        from samplenas.samplers.flops_conditioned import FlopsConditionedSampler
 
-    return FlopsConditionedSampler(space, seed=seed, **options)
+        return FlopsConditionedSampler(space, seed=seed, targets=targets, **options)
+
+    return factory
 
 
 def _attentive(
@@ -78,13 +119,28 @@ def _pareto_pool(
     return ParetoPoolSampler(space, seed=seed, mode=match["mode"], **options)
 
 
+# options of every FLOPs-conditioned draw (prior: a FlopsPrior object, Python API only)
+FLOPS_OPTIONS = ("prior", "prior_samples", "step", "method")
+ATTENTIVE_OPTIONS = (*FLOPS_OPTIONS, "targets")
+
 register_sampler("uniform", UniformSampler)
-register_sampler("flops-uniform", _flops_uniform)
+register_sampler("flops-prior", _flops("prior"), (*FLOPS_OPTIONS, "target_mflops"))
+register_sampler("flops-uniform", _flops("uniform"), (*FLOPS_OPTIONS, "target_mflops"))
 register_sampler_pattern(
-    r"(?P<mode>best|worst)up-1M-acc", "bestup-1M-acc, worstup-1M-acc", _pareto_pool
+    r"(?P<mode>best|worst)up-1M-acc",
+    "bestup-1M-acc, worstup-1M-acc",
+    _pareto_pool,
+    (*ATTENTIVE_OPTIONS, "predictor", "pool_size", "per_bucket", "chunk"),
 )
 register_sampler_pattern(
-    r"(?P<mode>best|worst)up-(?P<k>[0-9]+)-(?P<est>loss|acc)",
-    "bestup-K-loss, worstup-K-loss, bestup-K-acc, worstup-K-acc (K candidates, e.g. 3 or 50)",
+    r"(?P<mode>best|worst)up-(?P<k>[0-9]+)-(?P<est>loss)",
+    "bestup-K-loss, worstup-K-loss (K candidates scored by their minibatch loss, e.g. 3)",
     _attentive,
+    (*ATTENTIVE_OPTIONS, "loss"),
+)
+register_sampler_pattern(
+    r"(?P<mode>best|worst)up-(?P<k>[0-9]+)-(?P<est>acc)",
+    "bestup-K-acc, worstup-K-acc (K candidates scored by a predictor, e.g. 50)",
+    _attentive,
+    (*ATTENTIVE_OPTIONS, "predictor"),
 )

@@ -88,7 +88,9 @@ class SamplerConfig:
 class CalibrationConfig:
     batches: int = 20
     batch_size: int = 256
-    split: str = "val"  # images used to re-estimate BN statistics
+    # images used to re-estimate BN statistics: unaugmented training images, as the
+    # papers' code does; "val" would calibrate on the images sub-networks are scored on
+    split: str = "train"
 
 
 @dataclass

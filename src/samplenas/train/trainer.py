@@ -296,12 +296,25 @@ class Trainer:
         runlog.append(self.out / runlog.SAMPLES, record)
 
     # -- one sandwich step ------------------------------------------------------------
+    def subnet_loss(
+        self, logits: torch.Tensor, y: torch.Tensor, targets: torch.Tensor
+    ) -> torch.Tensor:
+        """The loss a sampled or the smallest sub-network trains with at this step.
+
+        ``targets``: this step's ``distill_targets`` (the teacher share ramped in).
+        """
+        if self.cfg.train.distill:
+            return soft_cross_entropy(logits, targets)
+        return F.cross_entropy(logits, y, label_smoothing=self.cfg.train.label_smoothing)
+
     def candidate_losses(
-        self, x: torch.Tensor, y: torch.Tensor
+        self, x: torch.Tensor, y: torch.Tensor, targets: torch.Tensor, kind: str = "train"
     ) -> Callable[[list[Arch]], np.ndarray]:
         """The attentive samplers' estimator: minus each candidate's loss on this batch.
 
-        Forward passes without gradients, averaged across ranks so all ranks choose alike.
+        ``kind`` ``train`` (the paper's): the loss the step would train the candidate
+        with (``subnet_loss``); ``ce``: plain cross-entropy on the labels. Forward passes
+        without gradients, averaged across ranks so all ranks choose alike.
         """
 
         @torch.no_grad()
@@ -309,7 +322,11 @@ class Trainer:
             losses = []
             for arch in archs:
                 self.model.set_arch(arch)
-                losses.append(F.cross_entropy(self.model(x), y))
+                logits = self.model(x)
+                if kind == "train":
+                    losses.append(self.subnet_loss(logits, y, targets))
+                else:
+                    losses.append(F.cross_entropy(logits, y))
             mean = D.all_reduce_mean(torch.stack(losses), self.dist)
             return -mean.cpu().numpy()
 
@@ -334,17 +351,14 @@ class Trainer:
         targets = distill_targets(F.softmax(logits.detach(), dim=1), y, t.label_smoothing, weight)
         loss.backward()
         losses = [loss.detach()]
-        if hasattr(self.sampler, "set_scorer"):
-            self.sampler.set_scorer(self.candidate_losses(x, y))
+        if getattr(self.sampler, "needs_scorer", False):
+            kind = getattr(self.sampler, "loss", "train")
+            self.sampler.set_scorer(self.candidate_losses(x, y, targets, kind))
         sampled = self.sampler.ask(t.num_random)
         self._log_samples(sampled)
         for arch in [*sampled, self.smallest]:
             model.set_arch(arch)
-            logits = model(x)
-            if t.distill:
-                loss = soft_cross_entropy(logits, targets)
-            else:
-                loss = F.cross_entropy(logits, y, label_smoothing=t.label_smoothing)
+            loss = self.subnet_loss(model(x), y, targets)
             loss.backward()
             losses.append(loss.detach())
         stacked = torch.stack(losses)
