@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,7 +9,7 @@ import torch.nn.functional as F
 import samplenas.train.trainer as trainer_mod
 from samplenas.train import Trainer, load_config
 
-TINY = Path(__file__).parent.parent / "configs" / "tiny.yaml"
+TINY = "tiny"  # a shipped recipe, by name
 
 
 @pytest.fixture

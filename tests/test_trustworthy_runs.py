@@ -18,7 +18,7 @@ from samplenas.train.checkpoint import CHECKPOINT, load_checkpoint
 from samplenas.train.config import load_config, load_run_config, parse_overrides
 from samplenas.train.trainer import load_run_data
 
-TINY = str(Path(__file__).parent.parent / "configs" / "tiny.yaml")
+TINY = "tiny"  # a shipped recipe, by name
 SEARCH = ["--population", "8", "--mutations", "4", "--crossovers", "4", "--iterations", "1"]
 
 
@@ -54,6 +54,19 @@ def one_epoch_run(tmp_path_factory) -> Path:
 
 
 # -- 1. evaluation caches carry a fingerprint --------------------------------------------
+def test_export_by_pareto_id_refuses_a_front_of_older_weights(tmp_path, capsys):
+    run = train_one_epoch(tmp_path / "run")
+    search(run, capsys)
+    export = ["export", "--run", str(run), "--arch", "0", "--out", str(tmp_path / "model")]
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(export) == 2
+    assert "was measured on other weights" in capsys.readouterr().err
+    assert not (tmp_path / "model").exists()
+    search(run, capsys)  # a front of the current weights: its ids are valid again
+    assert main(export) == 0 and (tmp_path / "model" / "arch.json").is_file()
+
+
 def test_search_and_predictor_after_a_longer_resume_evaluate_anew(tmp_path, capsys):
     run = train_one_epoch(tmp_path / "run")
     before, _ = search(run, capsys)

@@ -34,6 +34,7 @@ def resolve(run, text: str):
         if not path.is_file():
             raise UserError(f"no Pareto front in '{run.path}'; run 'samplenas search' first")
         front = _read_front(path)
+        _check_front_is_current(run, path)
         if int(text) >= len(front):
             raise UserError(
                 f"Pareto id {text} does not exist; the front has ids 0-{len(front) - 1}"
@@ -42,6 +43,26 @@ def resolve(run, text: str):
     if text in ("smallest", "largest"):
         return getattr(run.space, text)()
     return run.space.validate(read_json_arg(text))
+
+
+def _check_front_is_current(run, path: Path) -> None:
+    """A Pareto id names a member of the front measured on these weights, or nothing:
+    after a longer resume (or with other ``--weights``) the old ids describe other networks."""
+    from samplenas.train.runs import weights_sha256
+
+    measured = json.loads(path.read_text()).get("fingerprint")
+    if not isinstance(measured, dict):
+        return  # a front from before fingerprints: nothing to check it against
+    now = {"checkpoint_step": run.step, "weights": run.weights}
+    if (
+        any(measured.get(k) != v for k, v in now.items())
+        or measured.get("weights_sha256") != weights_sha256(run.supernet)[:16]
+    ):
+        raise UserError(
+            f"'{path}' was measured on other weights (step {measured.get('checkpoint_step')}, "
+            f"{measured.get('weights')}) than the run's step {run.step} ({run.weights}); run "
+            "'samplenas search' again or pass the architecture as JSON"
+        )
 
 
 def _read_front(path: Path) -> list[dict]:
