@@ -15,7 +15,7 @@ from samplenas.cli import main
 from samplenas.search.archive import Archive, read_fingerprint
 from samplenas.space import load_space
 from samplenas.train.checkpoint import CHECKPOINT, load_checkpoint
-from samplenas.train.config import load_config, load_run_config, parse_overrides
+from samplenas.train.config import RECIPES, load_config, load_run_config, parse_overrides
 from samplenas.train.trainer import load_run_data
 
 TINY = "tiny"  # a shipped recipe, by name
@@ -203,7 +203,7 @@ def test_the_split_has_its_own_seed():
 
 
 def test_runs_from_before_split_seed_keep_the_split_they_were_trained_on(tmp_path):
-    recipe = yaml.safe_load(Path(TINY).read_text())
+    recipe = yaml.safe_load((RECIPES / "tiny.yaml").read_text())
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({**recipe, "seed": 4}))
     assert load_run_config(tmp_path).data.split_seed == 4
 
