@@ -4,6 +4,7 @@ a fresh run starts with clean logs."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,13 @@ from samplenas.cli import main
 from samplenas.search.archive import Archive, read_fingerprint
 from samplenas.space import load_space
 from samplenas.train.checkpoint import CHECKPOINT, load_checkpoint
-from samplenas.train.config import RECIPES, load_config, load_run_config, parse_overrides
+from samplenas.train.config import (
+    RECIPES,
+    load_config,
+    load_run_config,
+    parse_overrides,
+    resume_changes,
+)
 from samplenas.train.trainer import load_run_data
 
 TINY = "tiny"  # a shipped recipe, by name
@@ -63,6 +70,13 @@ def test_export_by_pareto_id_refuses_a_front_of_older_weights(tmp_path, capsys):
     assert main(export) == 2
     assert "was measured on other weights" in capsys.readouterr().err
     assert not (tmp_path / "model").exists()
+    pareto = run / "search" / "pareto.json"  # a front written before fingerprints ...
+    front = json.loads(pareto.read_text())
+    del front["fingerprint"]
+    pareto.write_text(json.dumps(front))
+    os.utime(pareto, (1, 1))  # ... and before the resume's checkpoint
+    assert main(export) == 2
+    assert "was measured on other weights (step ?" in capsys.readouterr().err
     search(run, capsys)  # a front of the current weights: its ids are valid again
     assert main(export) == 0 and (tmp_path / "model" / "arch.json").is_file()
 
@@ -224,3 +238,33 @@ def test_a_fresh_run_drops_the_logs_of_one_that_died_before_its_first_checkpoint
     assert not [r for r in metrics + samples if r.get("stale")]
     assert metrics[0]["step"] == 1 and [r["step"] for r in samples] == list(range(1, 18))
     assert not events.exists()
+
+
+@pytest.mark.parametrize(
+    ("sampler", "read_as"),
+    [
+        ({"name": "flops-uniform", "options": {}}, {"name": "flops-prior", "options": {}}),
+        (
+            {"name": "bestup-3-loss", "options": {}},
+            {"name": "bestup-3-loss", "options": {"loss": "ce"}},
+        ),
+        ({"name": "uniform", "options": {}}, {"name": "uniform", "options": {}}),
+    ],
+)
+def test_runs_from_before_the_renames_resume_with_the_sampler_they_trained_with(
+    tmp_path, sampler, read_as
+):
+    recipe = yaml.safe_load((RECIPES / "tiny.yaml").read_text())
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({**recipe, "sampler": sampler}))
+    cfg = load_run_config(tmp_path)
+    assert {"name": cfg.sampler.name, "options": cfg.sampler.options} == read_as
+    assert resume_changes(tmp_path, cfg) == {}  # what the resume will run is what it ran
+
+
+def test_a_sampler_option_of_the_wrong_kind_exits_2_naming_it(tmp_path, capsys):
+    argv = ["train", "--config", TINY, "--out", str(tmp_path / "run"), "--sampler", "flops-prior"]
+    for option in ("prior_samples=abc", "target_mflops=abc", "prior=1"):
+        assert main([*argv, "--set", f"sampler.options.{option}", "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert "sampler 'flops-prior' cannot use sampler.options" in err
+        assert option.split("=")[0] in err and "Traceback" not in err

@@ -64,7 +64,15 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
 
 
 def current_umask() -> int:
-    """The process umask (reading it means setting it; set it straight back)."""
+    """The process umask: read from /proc where Linux shows it, since elsewhere reading it
+    means setting it, and a file another thread creates meanwhile would get the wrong mode."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask

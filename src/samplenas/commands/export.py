@@ -48,20 +48,20 @@ def resolve(run, text: str):
 def _check_front_is_current(run, path: Path) -> None:
     """A Pareto id names a member of the front measured on these weights, or nothing:
     after a longer resume (or with other ``--weights``) the old ids describe other networks."""
-    from samplenas.train.runs import weights_sha256
+    from samplenas.train.checkpoint import CHECKPOINT
 
     measured = json.loads(path.read_text()).get("fingerprint")
-    if not isinstance(measured, dict):
-        return  # a front from before fingerprints: nothing to check it against
-    now = {"checkpoint_step": run.step, "weights": run.weights}
-    if (
-        any(measured.get(k) != v for k, v in now.items())
-        or measured.get("weights_sha256") != weights_sha256(run.supernet)[:16]
-    ):
+    if isinstance(measured, dict):
+        now = run.weights_id()
+        stale = any(measured.get(k) != v for k, v in now.items())
+    else:  # a front from before fingerprints: it is stale if the checkpoint is newer
+        stale = (run.path / CHECKPOINT).stat().st_mtime > path.stat().st_mtime
+        measured = {}
+    if stale:
         raise UserError(
-            f"'{path}' was measured on other weights (step {measured.get('checkpoint_step')}, "
-            f"{measured.get('weights')}) than the run's step {run.step} ({run.weights}); run "
-            "'samplenas search' again or pass the architecture as JSON"
+            f"'{path}' was measured on other weights (step {measured.get('checkpoint_step', '?')}, "
+            f"{measured.get('weights', '?')}) than the run's step {run.step} ({run.weights}); "
+            "run 'samplenas search' again or pass the architecture as JSON"
         )
 
 

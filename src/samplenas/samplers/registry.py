@@ -8,6 +8,7 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 
 from samplenas.errors import UserError
@@ -67,16 +68,29 @@ def check_options(name: str, options: dict[str, Any], known: Options) -> None:
         )
 
 
+def _construct(name: str, build: Callable[[], Sampler], options: dict[str, Any]) -> Sampler:
+    """``build()``, with a value of ``options`` it cannot use named as the user's mistake."""
+    try:
+        return build()
+    except (TypeError, ValueError, AttributeError) as exc:
+        if not options:  # nothing the user chose: a fault to show in full
+            raise
+        raise UserError(
+            f"sampler '{name}' cannot use sampler.options {options} ({exc}); "
+            "check each option's value"
+        ) from exc
+
+
 def make_sampler(name: str, space: SearchSpace, seed: int | None = 0, **options: Any) -> Sampler:
     if name in _FACTORIES:
         factory, known = _FACTORIES[name]
         check_options(name, options, known)
-        return factory(space, seed=seed, **options)
+        return _construct(name, partial(factory, space, seed=seed, **options), options)
     for pattern, _, factory, known in _PATTERNS:
         match = pattern.fullmatch(name)
         if match:
             check_options(name, options, known)
-            return factory(match, space, seed=seed, **options)
+            return _construct(name, partial(factory, match, space, seed=seed, **options), options)
     raise UserError(f"unknown sampler '{name}'; choose one of: {'; '.join(sampler_names())}")
 
 

@@ -286,13 +286,30 @@ def config_from_dict(raw: dict[str, Any]) -> RunConfig:
 
 
 def _run_recipe(run_dir: Path) -> dict[str, Any]:
-    """A run directory's saved recipe; runs from before ``data.split_seed`` split by ``seed``."""
+    """A run directory's saved recipe, read as it was trained.
+
+    A ``config.yaml`` without ``data.split_seed`` predates three changes of meaning, undone
+    here: it split by ``seed``; its ``flops-uniform`` drew targets from the prior (now
+    ``flops-prior``); its ``-loss`` samplers scored candidates by label CE (``loss: ce``).
+    """
     raw = _read_yaml(run_dir / "config.yaml")
     raw.pop(RESUMES, None)
     data = raw.get("data")
     if isinstance(data, dict) and "split_seed" not in data:
         raw["data"] = {**data, "split_seed": raw.get("seed", 0)}
+        sampler = raw.get("sampler")
+        if isinstance(sampler, dict):
+            raw["sampler"] = _legacy_sampler(sampler)
     return raw
+
+
+def _legacy_sampler(sampler: dict[str, Any]) -> dict[str, Any]:
+    name, options = sampler.get("name"), dict(sampler.get("options") or {})
+    if name == "flops-uniform":
+        name = "flops-prior"
+    if isinstance(name, str) and name.endswith("-loss"):
+        options.setdefault("loss", "ce")
+    return {**sampler, "name": name, "options": options}
 
 
 def load_run_config(run_dir: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:

@@ -55,6 +55,14 @@ class Run:
     def eval_loader(self, split: str, limit: int | None = None) -> Loader:
         return eval_loader(self.data, self.cfg, split, limit)
 
+    def weights_id(self) -> dict[str, Any]:
+        """Which weights score here: checkpoint step, kind (trained / ema) and their hash."""
+        return {
+            "checkpoint_step": self.step,
+            "weights": self.weights,
+            "weights_sha256": weights_sha256(self.supernet)[:16],
+        }
+
     def fingerprint(
         self, calib: list[torch.Tensor], split: str, loader: Loader
     ) -> EvaluationFingerprint:
@@ -65,9 +73,7 @@ class Run:
         """
         c, d = self.cfg.calibration, self.cfg.data
         return {
-            "checkpoint_step": self.step,
-            "weights": self.weights,
-            "weights_sha256": weights_sha256(self.supernet)[:16],
+            **self.weights_id(),
             "dataset": self.data.name,
             "split_seed": d.split_seed,
             "val_size": d.val_size,
