@@ -104,3 +104,14 @@ def test_pareto_front_on_a_hand_made_list():
     score = [0.5, 0.4, 0.6, 0.55, 0.7, 0.65]
     assert pareto_front(cost, score).tolist() == [0, 2, 4]
     assert best_per_bucket([0, 0, 1, 1], [0.1, 0.3, 0.2, 0.1]) == {0: 1, 1: 2}
+
+
+def test_the_first_generation_holds_both_extremes_within_the_bounds():
+    space = load_space("tiny")
+    first = EvolutionSampler(space, seed=0, population=6, iterations=0).ask()
+    assert first[:2] == [space.smallest(), space.largest()] and len(set(first)) == 6
+    lo = space.cost(space.smallest()).mflops
+    hi = space.cost(space.largest()).mflops
+    above = EvolutionSampler(space, population=6, iterations=0, mflops_range=(lo + 0.01, hi))
+    generation = above.ask()
+    assert space.smallest() not in generation and generation[0] == space.largest()

@@ -87,7 +87,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         code = main(argv + data + quiet)
         if code:
             return code
-    t_train = time.perf_counter() - start
+    # the training's own wall time across resumes (run.json), not this invocation's
+    t_train = float(json.loads((out / "run.json").read_text()).get("train_seconds", 0.0))
     _say(
         "stage 2: evolutionary search (fitness: top-1 on the search-validation split after "
         "BN calibration)"

@@ -72,9 +72,16 @@ class EvolutionSampler(Sampler):
         return None
 
     def _initial_population(self) -> list[Arch]:
-        """P archs from FLOPs buckets drawn evenly over the bounds, so that the first front
-        covers the whole range (FLOPs-conditioned sampling where the space has it)."""
+        """P archs: the space's smallest and largest (when within the bounds), then archs
+        from FLOPs buckets drawn evenly over the bounds, so that the first front covers the
+        whole range (FLOPs-conditioned sampling where the space has it). The sandwich rule
+        trains both extremes at every step, so a front without them can sit below what
+        the supernet holds at either end."""
         out: list[Arch] = []
+        for extreme in (self.space.smallest(), self.space.largest())[: self.population]:
+            if extreme not in self.seen and self._in_bounds(extreme):
+                self.seen.add(extreme)
+                out.append(extreme)
         conditional, buckets = None, np.zeros(0, dtype=np.int64)
         if isinstance(self.space, MBConvSpace):
             conditional = FlopsConditionedSampler(self.space, seed=int(self.rng.integers(2**31)))
@@ -85,7 +92,7 @@ class EvolutionSampler(Sampler):
                 & (mids >= self.lo - prior.step / 2)
                 & (mids <= self.hi + prior.step / 2)
             )
-        for _ in range(self.population):
+        for _ in range(self.population - len(out)):
             if conditional is not None and len(buckets):
                 bucket = int(buckets[self.rng.integers(len(buckets))])
 
