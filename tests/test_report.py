@@ -80,3 +80,22 @@ def test_plot_front_writes_a_png(tmp_path):
     plot_front(points, front, path, "synthetic")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(path.parent.glob(".*tmp"))  # written atomically, no leftovers
+
+
+def test_a_low_front_member_stays_in_the_frame_where_it_is():
+    points, _ = synthetic_archive(outliers=3)
+    points.append({"mflops": 1.0, "val_top1": 40.0})  # cheapest of all: on the front
+    idx = pareto_front([p["mflops"] for p in points], [p["val_top1"] for p in points])
+    front = [points[i] for i in idx]
+    assert front[0]["val_top1"] == 40.0
+    fig = front_figure(points, front, "synthetic")
+    try:
+        ax = fig.axes[0]
+        bottom, _ = ax.get_ylim()
+        assert 10.0 < bottom < 40.0  # the member is framed, the chance-level points are not
+        line = next(ln for ln in ax.lines if ln.get_label() == "Pareto front (val)")
+        assert list(line.get_ydata()) == [m["val_top1"] for m in front]
+        marks = [c for c in ax.collections if c.get_gid() == "outliers"]
+        assert len(marks[0].get_offsets()) == 3
+    finally:
+        plt.close(fig)

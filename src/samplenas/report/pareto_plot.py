@@ -22,16 +22,17 @@ OUTLIER_IQRS = 3.0  # how many interquartile ranges below the lower quartile is 
 MIN_IQR = 1.0  # top-1 points: an IQR narrower than this would call ordinary noise far
 
 
-def y_frame(values: Sequence[float]) -> tuple[float, float, float]:
+def y_frame(values: Sequence[float], keep: Sequence[float] = ()) -> tuple[float, float, float]:
     """(bottom, top, threshold): the y-limits framing ``values`` without their low outliers.
 
     A value below ``threshold`` (lower quartile minus 3 IQRs, the IQR at least one point)
-    is an outlier; the limits span the rest plus a 5 % margin (at least half a point).
+    is an outlier; the limits span the rest and every value of ``keep`` (the front, which
+    is what the plot is for) plus a 5 % margin (at least half a point).
     """
     v = np.asarray(values, dtype=float)
     q25, q75 = np.percentile(v, [25, 75])
     threshold = float(q25 - OUTLIER_IQRS * max(q75 - q25, MIN_IQR))
-    kept = v[v >= threshold]
+    kept = np.concatenate([v[v >= threshold], np.asarray(keep, dtype=float)])
     lo, hi = float(kept.min()), float(kept.max())
     margin = max(0.05 * (hi - lo), 0.5)
     return lo - margin, hi + margin, threshold
@@ -55,13 +56,12 @@ def front_figure(points: Sequence[Row], front: Sequence[Row], title: str):
     values = np.concatenate([y, fy, ty])
     if not len(values):
         values = np.zeros(1)
-    bottom, top, threshold = y_frame(values)
-    low = y < threshold
+    bottom, top, _ = y_frame(values, keep=np.concatenate([fy, ty]))
+    low = y < bottom  # only points outside the frame; every front member is inside it
     ax.scatter(x[~low], y[~low], s=6, alpha=0.35, label=f"evaluated ({len(points)})")
-    # the front keeps its shape; a member below the frame sits on the edge like the rest
-    ax.plot(fx, np.maximum(fy, bottom), "o-", color="C3", label="Pareto front (val)")
+    ax.plot(fx, fy, "o-", color="C3", label="Pareto front (val)")
     if tested:
-        ax.plot(fx, np.maximum(ty, bottom), "s--", color="C2", label="front on test")
+        ax.plot(fx, ty, "s--", color="C2", label="front on test")
     if low.any():
         ax.scatter(
             x[low],
@@ -72,7 +72,7 @@ def front_figure(points: Sequence[Row], front: Sequence[Row], title: str):
             clip_on=False,
             zorder=3,
             gid="outliers",
-            label=f"{int(low.sum())} below {threshold:.1f} % (drawn at the edge)",
+            label=f"{int(low.sum())} below {bottom:.1f} % (drawn at the edge)",
         )
         ax.annotate(
             f"{int(low.sum())} below",
