@@ -1,4 +1,5 @@
-"""The built wheel, installed away from the source tree, carries everything it needs."""
+"""The built wheel, installed into a fresh virtualenv away from the source tree, carries
+everything it needs: its recipes, its console script."""
 
 from __future__ import annotations
 
@@ -36,17 +37,24 @@ def test_wheel_installed_outside_the_checkout_runs_demo_help_and_loads_recipes(t
     shutil.copytree(
         ROOT / "src", src / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
     )
-    wheels, target, elsewhere = tmp_path / "wheels", tmp_path / "installed", tmp_path / "cwd"
+    wheels, venv, elsewhere = tmp_path / "wheels", tmp_path / "venv", tmp_path / "cwd"
     elsewhere.mkdir()
-    env = {**os.environ, "PIP_NO_INDEX": "1"}  # offline: nothing is fetched
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PIP_NO_INDEX"] = "1"  # offline: nothing is fetched
     pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
     _run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), "."], src, env)
     (wheel,) = wheels.glob("samplenas-*.whl")
-    _run([*pip, "install", "--no-deps", "--target", str(target), str(wheel)], tmp_path, env)
-    # only the installed copy on the path (not src/), run from a folder outside any checkout
-    env["PYTHONPATH"] = str(target)
-    where, names = _run([sys.executable, "-c", LOAD_RECIPES], elsewhere, env).splitlines()
-    assert Path(where).is_relative_to(target)
+    # a fresh virtualenv holding nothing but the wheel, which pip installs with its script
+    _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], tmp_path, env)
+    python = venv / "bin" / "python"
+    _run([*pip, "--python", str(python), "install", "--no-deps", str(wheel)], tmp_path, env)
+    # then the dependencies (torch, numpy, ...) of this interpreter, added after the install
+    # so that pip never saw the checkout's editable samplenas; its .pth is not read from here
+    (site,) = venv.glob("lib/python*/site-packages")
+    deps = [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()]
+    (site / "deps.pth").write_text("\n".join(deps) + "\n")
+    where, names = _run([str(python), "-c", LOAD_RECIPES], elsewhere, env).splitlines()
+    assert Path(where).is_relative_to(site)
     assert names.split() == ["attentivenas-imagenet", "demo", "fashion", "tiny"]
-    out = _run([str(target / "bin" / "samplenas"), "demo", "--help"], elsewhere, env)
+    out = _run([str(venv / "bin" / "samplenas"), "demo", "--help"], elsewhere, env)
     assert "usage: samplenas demo" in out
