@@ -15,7 +15,9 @@ TINY = "tiny"  # a shipped recipe, by name
 @pytest.fixture
 def spied_step(tmp_path, monkeypatch):
     """Run one train_step on tiny (dropout and drop-path on) and record every forward/loss."""
-    cfg = load_config(TINY, {"train": {"drop_path": 0.2, "dropout": 0.1, "num_random": 3}})
+    # the teacher at full weight from step 0 (no ramp), so the small ones learn from it alone
+    regularised = {"drop_path": 0.2, "dropout": 0.1, "num_random": 3, "distill_warmup_epochs": 0}
+    cfg = load_config(TINY, {"train": regularised})
     trainer = Trainer(cfg, tmp_path / "run", progress=False)
     model = trainer.model
     forwards, hard, soft, asked = [], [], [], []
