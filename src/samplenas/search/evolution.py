@@ -92,7 +92,8 @@ class EvolutionSampler(Sampler):
                 & (mids >= self.lo - prior.step / 2)
                 & (mids <= self.hi + prior.step / 2)
             )
-        for _ in range(self.population - len(out)):
+        misses = 0  # a bucket whose every arch is taken (an extreme's, say): draw another
+        while len(out) < self.population and misses < self.population:
             if conditional is not None and len(buckets):
                 bucket = int(buckets[self.rng.integers(len(buckets))])
 
@@ -104,7 +105,9 @@ class EvolutionSampler(Sampler):
                     return self.space.sample(self.rng)
 
             a = self._fresh(make)
-            if a is not None:
+            if a is None:
+                misses += 1
+            else:
                 out.append(a)
         return out
 
