@@ -45,12 +45,16 @@ def random_crop_flip(x: torch.Tensor, pad: int, flip: bool, gen: torch.Generator
     return padded[idx_n, idx_c, rows, cols]
 
 
-class BatchLoader:
-    """Batches of one split: normalised float images, optional augmentation, resumable."""
+class SplitBatches:
+    """What every loader keeps of its split and options, and how many batches an epoch has
+    (``len(split) // world_size`` images a rank; the tail dropped, or a short last batch).
+
+    Subclasses build their own machinery in ``_setup``, after these fields are set.
+    """
 
     def __init__(
         self,
-        data: DataSplits,
+        data: DataSplits | StreamingSplits,
         split: str = "train",
         batch_size: int = 128,
         shuffle: bool = True,
@@ -62,15 +66,32 @@ class BatchLoader:
         channels_last: bool = False,
     ) -> None:
         self.data = data
-        self.split: Split = data.split(split)
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.augment = augment and data.augment != "none"
-        self.seed = seed
-        self.rank, self.world_size = rank, world_size
-        self.drop_last = drop_last
-        self.channels_last = channels_last
-        self.gen = torch.Generator().manual_seed(seed * 1000 + 17 + rank)
+        self.split = data.split(split)
+        self.batch_size, self.shuffle, self.augment = batch_size, shuffle, augment
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.drop_last, self.channels_last = drop_last, channels_last
+        self._setup()
+
+    def _setup(self) -> None:
+        """Per-loader state built from the fields above."""
+
+    def batches_per_epoch(self) -> int:
+        n = len(self.split) // self.world_size
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __len__(self) -> int:
+        return self.batches_per_epoch()
+
+
+class BatchLoader(SplitBatches):
+    """Batches of one split: normalised float images, optional augmentation, resumable."""
+
+    data: DataSplits
+    split: Split
+
+    def _setup(self) -> None:
+        self.augment = self.augment and self.data.augment != "none"
+        self.gen = torch.Generator().manual_seed(self.seed * 1000 + 17 + self.rank)
 
     def order(self, epoch: int) -> torch.Tensor:
         n = len(self.split)
@@ -81,13 +102,6 @@ class BatchLoader:
             perm = torch.arange(n)
         per_rank = n // self.world_size
         return perm[self.rank * per_rank : (self.rank + 1) * per_rank]
-
-    def batches_per_epoch(self) -> int:
-        n = len(self.split) // self.world_size
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
-    def __len__(self) -> int:
-        return self.batches_per_epoch()
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Batches of ``epoch`` from batch index ``start`` on."""

@@ -30,7 +30,7 @@ from PIL import Image, ImageEnhance, ImageOps, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from samplenas.data.datasets import list_image_folder
-from samplenas.data.loader import normalize
+from samplenas.data.loader import SplitBatches, normalize
 from samplenas.errors import UserError
 
 # the customary ImageNet statistics: measuring a folder's own would decode all of it
@@ -210,47 +210,28 @@ class _Images(Dataset):
         return torch.from_numpy(arr.copy()), label, ""
 
 
-class StreamLoader:
+class StreamLoader(SplitBatches):
     """``BatchLoader``'s interface over files: ``epoch(e, start)``, sharded and resumable."""
 
-    def __init__(
-        self,
-        data: StreamingSplits,
-        split: str = "train",
-        batch_size: int = 128,
-        shuffle: bool = True,
-        augment: bool = True,
-        seed: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
-        drop_last: bool = True,
-        channels_last: bool = False,
-    ) -> None:
-        self.data = data
-        self.split = data.split(split)
-        self.batch_size = batch_size
-        self.augment = augment
-        self.seed = seed
-        self.world_size = world_size
-        self.drop_last = drop_last
-        self.channels_last = channels_last
-        self.dataset = _Images(data, self.split, seed)
+    data: StreamingSplits
+    split: FileSplit
+
+    def _setup(self) -> None:
+        self.dataset = _Images(self.data, self.split, self.seed)
         # the same shard size as BatchLoader: len // world_size, the tail dropped
         self.sampler = DistributedSampler(
-            self.dataset, world_size, rank, shuffle=shuffle, seed=seed, drop_last=True
+            self.dataset,
+            self.world_size,
+            self.rank,
+            shuffle=self.shuffle,
+            seed=self.seed,
+            drop_last=True,
         )
 
     def order(self, epoch: int) -> torch.Tensor:
         """The indices this rank reads in ``epoch``."""
         self.sampler.set_epoch(epoch)
         return torch.tensor(list(self.sampler), dtype=torch.int64)
-
-    def batches_per_epoch(self) -> int:
-        n = len(self.split) // self.world_size
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
-    def __len__(self) -> int:
-        return self.batches_per_epoch()
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Batches of ``epoch`` from batch index ``start`` on (earlier ones never decoded)."""
