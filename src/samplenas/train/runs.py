@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -55,12 +56,17 @@ class Run:
     def eval_loader(self, split: str, limit: int | None = None) -> Loader:
         return eval_loader(self.data, self.cfg, split, limit)
 
+    @cached_property
+    def _weights_hash(self) -> str:
+        """The weights never change once a run is opened: hash them once, not per cache."""
+        return weights_sha256(self.supernet)[:16]
+
     def weights_id(self) -> dict[str, Any]:
         """Which weights score here: checkpoint step, kind (trained / ema) and their hash."""
         return {
             "checkpoint_step": self.step,
             "weights": self.weights,
-            "weights_sha256": weights_sha256(self.supernet)[:16],
+            "weights_sha256": self._weights_hash,
         }
 
     def fingerprint(
