@@ -6,11 +6,10 @@ from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
-import yaml
-
 from samplenas.errors import UserError
 from samplenas.space.base import SearchSpace
 from samplenas.space.mbconv import MBConvConfig, MBConvSpace
+from samplenas.yamlio import parse_yaml
 
 SPACES_DIR = Path(__file__).parent / "spaces"
 _KINDS = {"mbconv": lambda cfg, name: MBConvSpace(MBConvConfig.from_dict(cfg, name))}
@@ -60,9 +59,10 @@ def _load(name_or_path: str) -> SearchSpace:
                 f"unknown space '{name_or_path}'; choose one of {list_spaces()} or give a YAML path"
             )
     try:
-        cfg = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise UserError(f"cannot read space file '{path}': {exc}".splitlines()[0]) from exc
+        text = path.read_text()
+    except OSError as exc:
+        raise UserError(f"cannot read space file '{path}': {exc.strerror or exc}") from exc
+    cfg = parse_yaml(text, path, "space file")
     if not isinstance(cfg, dict):
         raise UserError(f"space file '{path}' must hold a YAML mapping")
     name = str(cfg.get("name", name))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.resources
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ import yaml
 
 from samplenas.errors import UserError
 from samplenas.io import atomic_write_text
+from samplenas.yamlio import check_finite, parse_value, parse_yaml
 
 RESUMES = "resumes"  # config.yaml's history of resumes; not part of the recipe
 # what a resume may change: how long and how often, never what is trained on what
@@ -137,6 +139,8 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
             raise UserError(f"config key '{key}' must be a mapping, got {value!r}")
         return dict(value)
     if typ is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise UserError(f"config key '{key}' is {value}; use a finite number")
         return float(value)
     if typ is int and isinstance(value, int) and not isinstance(value, bool):
         return value
@@ -211,10 +215,8 @@ def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
         if "=" not in pair:
             raise UserError(f"--set expects key=value, got '{pair}'")
         key, text = pair.split("=", 1)
-        try:
-            value = yaml.safe_load(text) if text else ""
-        except yaml.YAMLError:
-            value = text
+        value = parse_value(text) if text else ""
+        check_finite(value, "--set", f"{key.strip()}.")
         node = out
         parts = key.strip().split(".")
         for p in parts[:-1]:
@@ -236,12 +238,7 @@ def recipe_names() -> list[str]:
 
 
 def _parse_yaml(text: str, source: str | Path) -> dict[str, Any]:
-    try:
-        raw = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise UserError(
-            f"config file '{source}' is not valid YAML: {str(exc).splitlines()[0]}"
-        ) from exc
+    raw = parse_yaml(text, source) or {}
     if not isinstance(raw, dict):
         raise UserError(f"config file '{source}' must hold a YAML mapping")
     return raw
