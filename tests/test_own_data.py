@@ -3,11 +3,16 @@ did, self-contained run directories, one run per directory, decoded-image caches
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
 from samplenas import UserError
 from samplenas.cli import main
+from samplenas.data import load_dataset
 from samplenas.space import load_space
 from samplenas.space.registry import SPACES_DIR
 from samplenas.train.config import load_config, parse_overrides
@@ -62,3 +67,57 @@ def test_space_file_syntax_errors_name_line_and_column(tmp_path):
     bad.write_text("kind: mbconv\nstages:\n  - {width: [8, 16}\n")
     with pytest.raises(UserError, match=r"space file '.*mine\.yaml' is not valid YAML: .*line 3"):
         load_space(bad)
+
+
+# -- image folders say what they did ----------------------------------------------------
+COLOURS = {"cat": (220, 40, 40), "dog": (40, 200, 60), "owl": (50, 60, 230)}
+
+
+def make_images(folder: Path, per_class: int = 40, classes=tuple(COLOURS)) -> Path:
+    """Noisy RGB images of two sizes (10x10 and 12x9) per class; the class sets the colour."""
+    rng = np.random.default_rng(0)
+    for name in classes:
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            w, h = (10, 10) if i % 2 else (12, 9)
+            noise = rng.integers(-40, 40, (h, w, 3))
+            pixels = np.clip(np.array(COLOURS[name]) + noise, 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(folder / name / f"{i:03d}.png")
+    return folder
+
+
+def test_hidden_files_and_folders_are_not_classes_or_images(tmp_path):
+    make_images(tmp_path / "train", per_class=10)
+    (tmp_path / "train" / ".ipynb_checkpoints").mkdir()
+    (tmp_path / "train" / ".ipynb_checkpoints" / "x.png").write_bytes(b"not an image")
+    (tmp_path / "train" / "cat" / ".hidden.png").write_bytes(b"not an image either")
+    d = load_dataset("folder", str(tmp_path), val_size=5, image_size=8)
+    assert d.classes == ["cat", "dog", "owl"] and d.num_classes == 3
+    assert len(d.train) + len(d.val) + len(d.test) == 30
+
+
+def test_val_and_test_folders_are_used_and_their_classes_checked(tmp_path):
+    make_images(tmp_path / "train", per_class=10)
+    make_images(tmp_path / "val", per_class=3)
+    make_images(tmp_path / "test", per_class=2)
+    d = load_dataset("folder", str(tmp_path), val_size=7, image_size=8)
+    assert (len(d.train), len(d.val), len(d.test)) == (30, 9, 6)  # no random split at all
+    assert any("images of" in n and "val" in n and "val_size is not used" in n for n in d.notes)
+    (tmp_path / "test" / "eel").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "test" / "eel" / "0.png")
+    with pytest.raises(UserError, match=r"class folder\(s\) eel in '.*test' are not classes"):
+        load_dataset("folder", str(tmp_path), val_size=7, image_size=8)
+    (tmp_path / "test" / "eel" / "0.png").rename(tmp_path / "x.png")
+    (tmp_path / "test" / "eel").rename(tmp_path / "val" / "eel")
+    (tmp_path / "x.png").rename(tmp_path / "val" / "eel" / "0.png")
+    with pytest.raises(UserError, match=r"eel in '.*val' are not classes"):
+        load_dataset("folder", str(tmp_path), val_size=7, image_size=8)
+
+
+def test_without_test_folder_the_held_out_images_are_counted_and_sizes_unified(tmp_path):
+    make_images(tmp_path, per_class=20)  # classes directly in the folder, no train/
+    d = load_dataset("folder", str(tmp_path), val_size=6, image_size=8)
+    assert len(d.test) == 6 and len(d.val) == 6 and len(d.train) == 48
+    assert any("held out 6 of the 60 images" in n and "no test/ folder" in n for n in d.notes)
+    assert d.train.images.shape[1:] == (3, 8, 8)  # 10x10 and 12x9 images alike
+    assert "resized to 8x8" in d.resize and "aspect" in d.resize

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +29,8 @@ import torch
 from PIL import Image, ImageEnhance, ImageOps, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from samplenas.data.datasets import list_image_folder
+from samplenas.data.datasets import OnFiles, list_image_folder
+from samplenas.data.fingerprint import DataFiles, files_of
 from samplenas.data.loader import SplitBatches, normalize
 from samplenas.errors import UserError
 
@@ -68,6 +69,19 @@ class StreamingSplits:
     image_size: int
     grayscale: bool
     workers: int  # DataLoader worker processes per rank
+    classes: list[str] = field(default_factory=list)  # names in label order
+    files: DataFiles | None = None  # what it was read from (runs record it)
+    notes: list[str] = field(default_factory=list)  # where the splits came from
+
+    @property
+    def resize(self) -> str:
+        """The evaluation transform (training crops at random, see the module docstring)."""
+        mode = "grayscale" if self.grayscale else "RGB"
+        side = round(self.image_size * EVAL_RESIZE)
+        return (
+            f"converted to {mode}, shorter side resized to {side} (bilinear), centre "
+            f"{self.image_size}x{self.image_size} crop"
+        )
 
     @property
     def channels(self) -> int:
@@ -94,9 +108,13 @@ def load_streaming_folder(
     seed: int,
     grayscale: bool = False,
     workers: int = 4,
+    on_files: OnFiles | None = None,
 ) -> StreamingSplits:
     """The splits of ``load_image_folder``, listed but not decoded."""
     listing = list_image_folder(root, val_size, seed)
+    files = files_of(listing.root, listing.files())
+    if on_files:
+        on_files(files)
 
     def files(part: tuple[np.ndarray, np.ndarray]) -> FileSplit:
         return FileSplit(part[0], torch.from_numpy(part[1]))
@@ -110,6 +128,9 @@ def load_streaming_folder(
         image_size,
         grayscale,
         workers,
+        listing.classes,
+        files,
+        listing.notes,
     )
 
 
