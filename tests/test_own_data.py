@@ -3,6 +3,13 @@ did, self-contained run directories, one run per directory, decoded-image caches
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +22,9 @@ from samplenas.cli import main
 from samplenas.data import load_dataset
 from samplenas.space import load_space
 from samplenas.space.registry import SPACES_DIR
-from samplenas.train.config import load_config, parse_overrides
+from samplenas.train.config import RECIPES, load_config, parse_overrides
+from samplenas.train.lock import LOCK, run_lock
+from samplenas.train.runs import load_run
 
 
 # -- configs read like YAML users write -------------------------------------------------
@@ -121,3 +130,162 @@ def test_without_test_folder_the_held_out_images_are_counted_and_sizes_unified(t
     assert any("held out 6 of the 60 images" in n and "no test/ folder" in n for n in d.notes)
     assert d.train.images.shape[1:] == (3, 8, 8)  # 10x10 and 12x9 images alike
     assert "resized to 8x8" in d.resize and "aspect" in d.resize
+
+
+# -- a run directory is self-contained --------------------------------------------------
+def write_recipe(where: Path, data_dir: str, space: str) -> Path:
+    """The tiny recipe on a 3-class RGB folder, one short epoch; paths as given."""
+    declaration = yaml.safe_load((SPACES_DIR / "tiny.yaml").read_text())
+    declaration.update(in_channels=3, num_classes=3)
+    (where / "my-space.yaml").write_text(yaml.safe_dump(declaration))
+    recipe = yaml.safe_load((RECIPES / "tiny.yaml").read_text())
+    recipe["space"] = space
+    recipe["data"] = {"dataset": "folder", "data_dir": data_dir, "image_size": 8, "val_size": 20}
+    recipe["train"].update(epochs=1, batch_size=16)
+    recipe["checkpoint"] = {"every_steps": 1000}
+    path = where / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, Path]:
+    """A run trained from relative paths, whose space file is then deleted; read-only."""
+    home = tmp_path_factory.mktemp("home")
+    make_images(home / "pics", per_class=40)
+    recipe = write_recipe(home, "pics", "my-space.yaml")
+    cwd = os.getcwd()
+    os.chdir(home)
+    try:
+        assert main(["train", "--config", "recipe.yaml", "--out", "run", "--no-progress"]) == 0
+    finally:
+        os.chdir(cwd)
+    (home / "my-space.yaml").unlink()  # the run must not need it any more
+    recipe.unlink()
+    return home / "run", home / "pics"
+
+
+def test_a_run_keeps_its_space_data_paths_classes_and_preprocessing(trained, tmp_path):
+    run_dir, pics = trained
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert saved["space"]["name"] == "my-space" and saved["space"]["num_classes"] == 3
+    assert saved["data"]["data_dir"] == str(pics.resolve())
+    record = json.loads((run_dir / "data.json").read_text())
+    assert record["classes"] == ["cat", "dog", "owl"]
+    assert record["files"]["count"] == 120 and len(record["files"]["sha256"]) == 64
+    assert "held out 12" in record["notes"][0]
+    run = load_run(run_dir)
+    assert run.class_names() == ["cat", "dog", "owl"]
+    pre = run.preprocessing()
+    assert pre["image_size"] == 8 and pre["channels"] == 3 and len(pre["mean"]) == 3
+    assert "resized to 8x8" in pre["resize"]
+
+
+def test_eval_works_from_any_directory_without_decoding_again(
+    trained, tmp_path, monkeypatch, capsys
+):
+    run_dir, _ = trained
+    caches = list(run_dir.glob("decoded-*.npz"))
+    assert len(caches) == 1
+    with np.load(caches[0], allow_pickle=False) as z:  # plain arrays, no pickles
+        assert z["train_x"].dtype == np.uint8
+    monkeypatch.chdir(tmp_path)
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded an image again")
+
+    monkeypatch.setattr("samplenas.data.datasets.read_image", no_decoding)
+    assert main(["eval", "--run", str(run_dir), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["top1"] > 0
+
+
+def test_a_run_from_before_the_data_record_still_evaluates(trained, tmp_path, capsys):
+    run_dir, _ = trained
+    old = tmp_path / "old"
+    shutil.copytree(run_dir, old)
+    for name in ("data.json", "data-files.json.gz"):
+        (old / name).unlink()
+    for cache in old.glob("decoded-*.npz"):
+        cache.unlink()
+    saved = yaml.safe_load((old / "config.yaml").read_text())
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump(saved["space"]))
+    saved["space"] = str(tmp_path / "space.yaml")  # old runs named the space file
+    (old / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert main(["eval", "--run", str(old), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["top1"] > 0
+    assert load_run(old).class_names() == ["cat", "dog", "owl"]
+
+
+def test_changed_data_is_refused_or_accepted_and_recorded(tmp_path, capsys):
+    pics = make_images(tmp_path / "pics", per_class=20)
+    recipe = write_recipe(tmp_path, str(pics), str(tmp_path / "my-space.yaml"))
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(recipe), "--out", str(run), "--no-progress"]) == 0
+    (tmp_path / "my-space.yaml").write_text("kind: mbconv\nnum_classes: 7\n")  # edited later
+    Image.new("RGB", (10, 10)).save(pics / "cat" / "new.png")
+    capsys.readouterr()
+    for argv in (
+        ["eval", "--run", str(run)],
+        ["search", "--run", str(run), "--population", "2", "--iterations", "0"],
+        ["export", "--run", str(run), "--arch", "smallest", "--out", str(tmp_path / "x")],
+        ["train", "--resume", str(run), "--epochs", "2"],
+    ):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert "changed since it was trained" in err and "1 added" in err, argv
+        assert "--accept-data-change" in err and "Traceback" not in err
+    assert not list(run.glob("search")) and not (tmp_path / "x").exists()
+    (pics / "dog" / "000.png").unlink()
+    assert main(["eval", "--run", str(run), "--accept-data-change", "--json"]) == 0
+    assert "accepted and recorded" in capsys.readouterr().err
+    record = json.loads((run / "data.json").read_text())
+    assert [h["accepted"] for h in record["history"]] == ["1 added, 1 removed"]
+    assert record["files"]["count"] == 60 and record["classes"] == ["cat", "dog", "owl"]
+    assert len(list(run.glob("decoded-*.npz"))) == 1  # the old cache made way for the new
+    assert main(["eval", "--run", str(run), "--json"]) == 0  # accepted once, kept
+    Image.new("RGB", (11, 10)).save(pics / "owl" / "000.png")  # same name, other size
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 2
+    assert "1 resized" in capsys.readouterr().err
+
+
+# -- one run at a time per directory ----------------------------------------------------
+def test_a_second_train_or_resume_while_the_first_runs_exits_2_naming_its_pid(tmp_path, capsys):
+    run = tmp_path / "run"
+    first = subprocess.Popen(
+        [sys.executable, "-m", "samplenas.cli", "train", "--config", "tiny", "--out", str(run)]
+        + ["--epochs", "200", "--no-progress"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not ((run / "config.yaml").is_file() and (run / LOCK).is_file()):
+            assert first.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        for argv in (["--config", "tiny", "--out", str(run)], ["--resume", str(run)]):
+            assert main(["train", *argv, "--no-progress"]) == 2
+            err = capsys.readouterr().err
+            assert f"in use by another samplenas train (pid {first.pid} on" in err
+    finally:
+        first.send_signal(signal.SIGINT)  # Ctrl-C
+        _, err = first.communicate(timeout=60)
+    assert first.returncode == 130, err
+    assert not (run / LOCK).exists()  # released on Ctrl-C
+
+
+def test_a_stale_lock_is_taken_over_and_every_exit_releases_it(tmp_path, capsys):
+    (tmp_path / LOCK).write_text('{"pid": 99999999, "host": "gone"}')  # no process holds it
+    with run_lock(tmp_path):
+        owner = json.loads((tmp_path / LOCK).read_text())
+        assert owner["pid"] == os.getpid()
+        with pytest.raises(UserError, match=rf"pid {os.getpid()} on"), run_lock(tmp_path):
+            pass  # a second holder is refused
+    err = capsys.readouterr().err
+    assert "taking over the lock" in err and "pid 99999999 on gone" in err
+    assert not (tmp_path / LOCK).exists()
+    with pytest.raises(RuntimeError), run_lock(tmp_path):
+        raise RuntimeError("a fault mid-run")
+    assert not (tmp_path / LOCK).exists()
+    with run_lock(tmp_path):
+        pass
+    assert "taking over" not in capsys.readouterr().err  # a released lock leaves nothing

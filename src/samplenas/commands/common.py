@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from samplenas.search.archive import Archive
+    from samplenas.train.runs import Run
 
 
 def positive_int(text: str) -> int:
@@ -36,10 +37,28 @@ def add_evaluation_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--val-images", type=positive_int, help="score on the first N validation images only"
     )
-    p.add_argument("--data-dir", help="folder holding the dataset files")
+    add_data_options(p)
     add_weights_option(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def add_data_options(p: argparse.ArgumentParser) -> None:
+    """--data-dir and --accept-data-change: where a run's data are, and whether data
+    changed since training may be used (recorded in the run) rather than refused."""
+    p.add_argument("--data-dir", help="folder holding the dataset files")
+    p.add_argument(
+        "--accept-data-change",
+        action="store_true",
+        help="use the data although files changed since training (recorded in the run)",
+    )
+
+
+def open_run(args: argparse.Namespace) -> Run:
+    """The run of ``--run`` with the data and weights options of ``args``."""
+    from samplenas.train.runs import load_run
+
+    return load_run(args.run, args.data_dir, args.weights, args.accept_data_change)
 
 
 def add_calib_batches_option(p: argparse.ArgumentParser) -> None:

@@ -7,7 +7,12 @@ import json
 import warnings
 from pathlib import Path
 
-from samplenas.commands.common import add_calib_batches_option, add_weights_option
+from samplenas.commands.common import (
+    add_calib_batches_option,
+    add_data_options,
+    add_weights_option,
+    open_run,
+)
 from samplenas.errors import UserError
 from samplenas.io import atomic_folder, atomic_write_json, print_json, read_json_arg
 
@@ -22,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, help="output folder")
     add_calib_batches_option(p)
-    p.add_argument("--data-dir", help="folder holding the dataset files")
+    add_data_options(p)
     add_weights_option(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_export)
@@ -154,9 +159,8 @@ def write_formats(run, arch, model, example, out: Path) -> tuple[dict[str, str],
 
 def cmd_export(args: argparse.Namespace) -> int:
     from samplenas.supernet import calibrate_bn
-    from samplenas.train.runs import load_run
 
-    run = load_run(args.run, data_dir=args.data_dir, weights=args.weights)
+    run = open_run(args)
     arch = resolve(run, args.arch)
     model = run.supernet.export(arch)
     calib = run.calibration(args.calib_batches)

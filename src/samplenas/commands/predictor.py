@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from samplenas.commands.common import add_evaluation_options, open_cache
+from samplenas.commands.common import add_evaluation_options, open_cache, open_run
 from samplenas.errors import UserError
 from samplenas.io import atomic_write_json, print_json
 
@@ -45,11 +45,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from samplenas.predictors import RandomForestPredictor, kendall_tau, tau_ceiling
-    from samplenas.train.runs import load_run
 
     if args.n < 4:
         raise UserError("--n must be at least 4 (half to fit, half to test)")
-    run = load_run(args.run, data_dir=args.data_dir, weights=args.weights)
+    run = open_run(args)
     if args.n > run.space.size():  # distinct samples: more than the space holds never end
         raise UserError(
             f"--n {args.n} is more than the {run.space.size()} architectures of space "

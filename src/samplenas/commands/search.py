@@ -9,6 +9,7 @@ from samplenas.commands.common import (
     add_evaluation_options,
     non_negative_int,
     open_cache,
+    open_run,
     positive_int,
 )
 from samplenas.io import print_json
@@ -43,9 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_search(args: argparse.Namespace) -> int:
     from samplenas.report import plot_front
     from samplenas.search.runner import SearchConfig, front_of, run_evolution, write_front
-    from samplenas.train.runs import load_run
 
-    run = load_run(args.run, data_dir=args.data_dir, weights=args.weights)
+    run = open_run(args)
     rng = tuple(args.mflops_range) if args.mflops_range else None
     cfg = SearchConfig(
         args.population,

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
-from samplenas.commands.common import add_calib_batches_option, add_weights_option, positive_int
+from samplenas.commands.common import (
+    add_calib_batches_option,
+    add_data_options,
+    add_weights_option,
+    open_run,
+    positive_int,
+)
 from samplenas.errors import UserError
 from samplenas.io import print_json, read_json_arg
 
@@ -27,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--sampler", help="sampler name, e.g. uniform or flops-uniform")
     p.add_argument("--epochs", type=positive_int, help="number of epochs")
-    p.add_argument("--data-dir", help="folder holding the dataset files")
+    add_data_options(p)
     p.add_argument(
         "--seed",
         type=int,
@@ -53,7 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--split", default="val", choices=["val", "test"])
     add_calib_batches_option(p)
-    p.add_argument("--data-dir", help="folder holding the dataset files")
+    add_data_options(p)
     add_weights_option(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_eval)
@@ -75,29 +83,43 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from samplenas.train import Trainer, TrainingDiverged, load_config
+    from samplenas.train import load_config
     from samplenas.train.config import DEFAULT_RECIPE, load_run_config
+    from samplenas.train.lock import run_lock
 
     if args.resume:
-        run = Path(args.resume)
+        out = Path(args.resume)
         if args.config:
             raise UserError(
                 "--config cannot be combined with --resume: a resumed run keeps its own "
-                f"recipe ('{run / 'config.yaml'}'); drop --config"
+                f"recipe ('{out / 'config.yaml'}'); drop --config"
             )
-        if not (run / "config.yaml").is_file():
-            raise UserError(f"'{run}' is not a run directory (no config.yaml); nothing to resume")
-        cfg = load_run_config(run, _overrides(args))
-        out = run
+        if not (out / "config.yaml").is_file():
+            raise UserError(f"'{out}' is not a run directory (no config.yaml); nothing to resume")
     else:
         cfg = load_config(args.config, _overrides(args))
-        name = Path(args.config or DEFAULT_RECIPE).stem
-        out = Path(args.out or f"runs/{name}")
-        if (out / "checkpoint.pt").exists():
+        out = Path(args.out or f"runs/{Path(args.config or DEFAULT_RECIPE).stem}")
+    # one trainer per directory; under torchrun rank 0 holds the lock for all ranks
+    with run_lock(out) if int(os.environ.get("RANK", "0")) == 0 else nullcontext():
+        if args.resume:
+            cfg = load_run_config(out, _overrides(args))
+        elif (out / "checkpoint.pt").exists():
             raise UserError(
                 f"run directory '{out}' already holds a run; use --resume {out} or another --out"
             )
-    trainer = Trainer(cfg, out, resume=bool(args.resume), progress=not args.no_progress)
+        return _train(args, cfg, out)
+
+
+def _train(args: argparse.Namespace, cfg, out: Path) -> int:
+    from samplenas.train import Trainer, TrainingDiverged
+
+    trainer = Trainer(
+        cfg,
+        out,
+        resume=bool(args.resume),
+        progress=not args.no_progress,
+        accept_data_change=args.accept_data_change,
+    )
     try:
         summary = trainer.run()
     except TrainingDiverged as exc:
@@ -133,9 +155,7 @@ def resolve_arch(space, text: str):
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from samplenas.train.runs import load_run
-
-    run = load_run(args.run, data_dir=args.data_dir, weights=args.weights)
+    run = open_run(args)
     arch = resolve_arch(run.space, args.arch)
     result = run.evaluate(arch, args.split, args.calib_batches)
     cost = run.space.cost(arch)

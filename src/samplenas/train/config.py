@@ -103,7 +103,7 @@ class CheckpointConfig:
 
 @dataclass
 class RunConfig:
-    space: str = "attentive-fashion"
+    space: str | dict[str, Any] = "attentive-fashion"  # a name, a file, or a run's copy of one
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     train: OptimConfig = field(default_factory=OptimConfig)

@@ -10,13 +10,14 @@ from typing import Any
 
 import torch
 
-from samplenas.data import Loader, Splits
+from samplenas.data import DataSplits, Loader, Splits
 from samplenas.errors import UserError
 from samplenas.space import Arch, MBConvSpace, load_space
 from samplenas.train.checkpoint import CHECKPOINT, load_checkpoint
 from samplenas.train.config import RunConfig, load_run_config
 from samplenas.train.ema import averaged_parameters
 from samplenas.train.evaluate import calibration_set, eval_loader, evaluate_subnet
+from samplenas.train.rundata import data_guard, read_data_record
 from samplenas.train.trainer import build_supernet, check_space_fits_data, load_run_data
 
 EvaluationFingerprint = dict[str, Any]  # flat: key -> JSON scalar
@@ -49,6 +50,24 @@ class Run:
     step: int
     weights: str = "trained"  # or "ema": the moving average of the trained weights
     device: torch.device = field(default_factory=default_device)
+    data_record: dict[str, Any] | None = None  # data.json; None for runs older than it
+
+    def class_names(self) -> list[str]:
+        """The class names in label (logit) order, as the run was trained."""
+        if self.data_record is not None:
+            return list(self.data_record["classes"])
+        return list(self.data.classes)
+
+    def preprocessing(self) -> dict[str, Any]:
+        """What an image must go through to be scored as the run scored its images."""
+        record = self.data_record or {}
+        return {
+            "channels": record.get("channels", self.data.channels),
+            "image_size": record.get("image_size", self.data.image_size),
+            "resize": record.get("resize", self.data.resize),
+            "mean": list(record.get("mean", self.data.mean)),
+            "std": list(record.get("std", self.data.std)),
+        }
 
     def calibration(self, num_batches: int | None = None) -> list[torch.Tensor]:
         return calibration_set(self.data, self.cfg, num_batches)
@@ -81,6 +100,7 @@ class Run:
         return {
             **self.weights_id(),
             "dataset": self.data.name,
+            **({"data_sha256": self.data.files.sha256[:16]} if self.data_record else {}),
             "split_seed": d.split_seed,
             "val_size": d.val_size,
             "train_subset": d.train_subset,
@@ -113,9 +133,15 @@ class Run:
         return self.score(arch, self.calibration(calib_batches), self.eval_loader(split))
 
 
-def load_run(path: str | Path, data_dir: str | None = None, weights: str = "auto") -> Run:
+def load_run(
+    path: str | Path,
+    data_dir: str | None = None,
+    weights: str = "auto",
+    accept_data_change: bool = False,
+) -> Run:
     """``weights``: "auto" takes the moving average when the run kept one, else the
-    trained weights; "ema" / "trained" insist on one of them."""
+    trained weights; "ema" / "trained" insist on one of them. Data that changed since
+    training exit 2 unless ``accept_data_change`` (see ``rundata.data_guard``)."""
     if weights not in ("auto", "ema", "trained"):
         raise ValueError(f"weights must be auto, ema or trained, not {weights!r}")
     path = Path(path)
@@ -128,7 +154,10 @@ def load_run(path: str | Path, data_dir: str | None = None, weights: str = "auto
     space = load_space(cfg.space)
     if not isinstance(space, MBConvSpace):
         raise UserError(f"space '{cfg.space}' has no supernet")
-    data = load_run_data(cfg)
+    data = load_run_data(cfg, path, data_guard(path, accept_data_change))
+    record = read_data_record(path)
+    if record is not None and isinstance(data, DataSplits):  # normalise as trained
+        data.mean, data.std = tuple(record["mean"]), tuple(record["std"])
     check_space_fits_data(space, data)
     supernet = build_supernet(space)
     state = load_checkpoint(path / CHECKPOINT)
@@ -140,4 +169,4 @@ def load_run(path: str | Path, data_dir: str | None = None, weights: str = "auto
         supernet.load_state_dict(averaged_parameters(state["ema"], supernet), strict=False)
     if cfg.train.channels_last:
         supernet = supernet.to(memory_format=torch.channels_last)
-    return Run(path, cfg, space, data, supernet, int(state["step"]), chosen)
+    return Run(path, cfg, space, data, supernet, int(state["step"]), chosen, data_record=record)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from samplenas.data import Splits, load_dataset, make_loader
+from samplenas.data.datasets import OnFiles
 from samplenas.errors import UserError
 from samplenas.io import atomic_write_json, atomic_write_text
 from samplenas.samplers import Sampler, make_sampler
@@ -41,6 +43,7 @@ from samplenas.train.config import RunConfig, record_resume, resume_changes
 from samplenas.train.ema import make_ema
 from samplenas.train.evaluate import calibration_set, eval_loader, evaluate_subnet
 from samplenas.train.optim import sgd
+from samplenas.train.rundata import data_guard, resolve_run_inputs, write_data_record
 
 FAULT_ENV = "SAMPLENAS_FAULT_AT_STEP"  # tests: die abruptly after this step
 
@@ -72,8 +75,13 @@ def distill_targets(
     return weight * teacher_probs + (1 - weight) * labels
 
 
-def load_run_data(cfg: RunConfig) -> Splits:
-    """The recipe's dataset: in memory, or a streamed image folder (``data.streaming``)."""
+def load_run_data(
+    cfg: RunConfig, cache_dir: Path | None = None, on_files: OnFiles | None = None
+) -> Splits:
+    """The recipe's dataset: in memory, or a streamed image folder (``data.streaming``).
+
+    ``cache_dir`` keeps a decoded image folder; ``on_files`` checks its files first.
+    """
     d = cfg.data
     data = load_dataset(
         d.dataset,
@@ -84,6 +92,8 @@ def load_run_data(cfg: RunConfig) -> Splits:
         d.grayscale,
         streaming=d.streaming,
         workers=d.workers,
+        cache_dir=cache_dir,
+        on_files=on_files,
     )
     if d.train_subset:
         data.train = data.train.head(d.train_subset)
@@ -134,8 +144,14 @@ class Trainer:
     """One run directory, one supernet; ``run()`` trains to the end, resuming if asked."""
 
     def __init__(
-        self, cfg: RunConfig, out: str | Path, resume: bool = False, progress: bool = True
+        self,
+        cfg: RunConfig,
+        out: str | Path,
+        resume: bool = False,
+        progress: bool = True,
+        accept_data_change: bool = False,
     ) -> None:
+        cfg = resolve_run_inputs(cfg, fresh=not resume)
         self.cfg = cfg
         self.out = Path(out)
         # a resume may extend a run, never turn it into another one
@@ -149,7 +165,8 @@ class Trainer:
         if not isinstance(space, MBConvSpace):
             raise UserError(f"space '{cfg.space}' has no supernet; use a MobileNet-style space")
         self.space = space
-        self.data = load_run_data(cfg)
+        guard = data_guard(self.out, accept_data_change, self.dist.is_main) if resume else None
+        self.data = load_run_data(cfg, self.out if self.dist.is_main else None, guard)
         check_space_fits_data(space, self.data)
         t = cfg.train
         self.loader = make_loader(
@@ -207,6 +224,9 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
             runlog.start_fresh(self.out)  # an earlier run that died early left its logs
             atomic_write_text(self.out / "config.yaml", cfg.to_yaml())
+            write_data_record(self.out, self.data)
+            for note in self.data.notes:
+                print(f"samplenas: {note}", file=sys.stderr)
         if self.dist.is_main:
             self._open_tensorboard()
 
