@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tqdm
 import yaml
 from PIL import Image
 
@@ -289,3 +290,22 @@ def test_a_stale_lock_is_taken_over_and_every_exit_releases_it(tmp_path, capsys)
     with run_lock(tmp_path):
         pass
     assert "taking over" not in capsys.readouterr().err  # a released lock leaves nothing
+
+
+def test_streamed_folders_carry_the_same_record_and_decoding_shows_progress(tmp_path, monkeypatch):
+    make_images(tmp_path, per_class=10)
+    streamed = load_dataset("folder", str(tmp_path), 5, image_size=8, streaming=True)
+    in_ram = load_dataset("folder", str(tmp_path), 5, image_size=8)
+    assert streamed.files == in_ram.files and streamed.classes == in_ram.classes
+    assert "centre 8x8 crop" in streamed.resize
+    bars = []
+
+    class Bar(tqdm.tqdm):
+        def __init__(self, *args, **kwargs):
+            bars.append(kwargs)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(tqdm, "tqdm", Bar)
+    load_dataset("folder", str(tmp_path), 5, image_size=8)
+    # a bar over every image, shown only once decoding has taken a few seconds
+    assert bars and bars[0]["total"] == 30 and bars[0]["delay"] >= 2

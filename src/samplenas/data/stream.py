@@ -112,9 +112,9 @@ def load_streaming_folder(
 ) -> StreamingSplits:
     """The splits of ``load_image_folder``, listed but not decoded."""
     listing = list_image_folder(root, val_size, seed)
-    files = files_of(listing.root, listing.files())
+    listed = files_of(listing.root, listing.files())
     if on_files:
-        on_files(files)
+        on_files(listed)
 
     def files(part: tuple[np.ndarray, np.ndarray]) -> FileSplit:
         return FileSplit(part[0], torch.from_numpy(part[1]))
@@ -129,7 +129,7 @@ def load_streaming_folder(
         grayscale,
         workers,
         listing.classes,
-        files,
+        listed,
         listing.notes,
     )
 
