@@ -4,7 +4,8 @@ Two trainers writing one checkpoint would each overwrite the other's state. The 
 an OS file lock (``flock``) on ``run.lock``, which also holds the owner's pid and host
 for the message: the OS drops the lock when its process dies however it dies, so a lock
 file left by a killed run is stale and is taken over (and the user told so). The file
-is removed on a normal exit, on Ctrl-C and on errors.
+is removed on a normal exit, on Ctrl-C and on errors (with the directory, when the lock
+created it and the run wrote nothing there).
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ def _acquire(path: Path) -> int:
 def run_lock(run_dir: str | Path) -> Iterator[None]:
     """Hold ``run_dir``'s lock for the body (see the module docstring)."""
     run_dir = Path(run_dir)
+    created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / LOCK
     fd = _acquire(path)
@@ -76,3 +78,5 @@ def run_lock(run_dir: str | Path) -> Iterator[None]:
     finally:
         path.unlink(missing_ok=True)  # before unlocking: a waiter then locks a new file
         os.close(fd)
+        if created and not any(run_dir.iterdir()):  # a run that never started leaves none
+            run_dir.rmdir()
