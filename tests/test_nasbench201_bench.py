@@ -213,3 +213,14 @@ def test_iterative_refits_query_what_they_predict_best(c10):
     bananas = result["strategies"]["bananas"]["expected_mean"]
     random = result["strategies"]["random"]["expected_mean"]
     assert bananas[-1] > random[-1]
+
+
+def test_runs_are_reproducible_per_seed_and_differ_across_seeds():
+    def run(seed):
+        return compare(
+            "nas-bench-201:cifar100", ["random"], 30, 2, seed=seed, workers=1, progress=False
+        )["strategies"]["random"]
+
+    first, again, other = run(4), run(4), run(5)
+    assert first == again
+    assert first["valid_mean"] != other["valid_mean"]

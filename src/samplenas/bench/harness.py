@@ -216,13 +216,14 @@ def compare(
     seed: int = 0,
     workers: int | None = None,
     space: str | None = None,
-    npred_n: int = 50,
+    npred_n: int | None = None,
     objective: str | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Mean/std curves per strategy; JSON-able, in the CLI's ``--json`` shape.
 
-    ``progress`` shows a bar of finished runs on stderr (``bench --no-progress`` hides it).
+    ``npred_n`` (the Neural Predictor's N) defaults to the benchmark's measured best
+    (``Table.npred_n``). ``progress`` shows a bar of finished runs on stderr.
     """
     for s in strategies:
         if s not in STRATEGIES:
@@ -236,6 +237,12 @@ def compare(
     if cost_key is not None:
         table.cost(cost_key)  # every architecture must have the cost
     _TABLE, _TABLE_SPEC = table, (spec, space)
+    npred_n = table.npred_n if npred_n is None else npred_n
+    if any(s.startswith("npred") for s in strategies) and not 2 <= npred_n < budget:
+        raise UserError(
+            f"the Neural Predictor needs 2 <= --npred-n < --budget, got --npred-n "
+            f"{npred_n} and --budget {budget}; lower --npred-n or raise --budget"
+        )
     # the slow (predictor) runs first, one job at a time: the cores finish together
     slow_first = sorted(strategies, key=lambda s: s in ("random", "re"))
     jobs = [
@@ -261,6 +268,7 @@ def compare(
         "objective": ["accuracy"] + ([cost_key] if cost_key else []),
         "metric": f"hypervolume(accuracy,{cost_key})" if cost_key else "best accuracy",
         "unit": table.unit,
+        "npred_n": npred_n,
         "noisy_queries": table.seeds is not None,
         "curves": describe_curves(table),
         "strategies": {},
@@ -317,7 +325,10 @@ def plot_curves(result: dict[str, Any], path) -> None:
             ax.set_ylabel(f"{metric} ({labels[key]})")
         ax.grid(alpha=0.3)
     axes[0].legend()
-    fig.suptitle(f"{result['benchmark']}: {result['runs']} runs per strategy")
+    runs = result["runs"]
+    if isinstance(runs, dict):  # a study merging strategies run with different counts
+        runs = ", ".join(f"{name} {n}" for name, n in runs.items())
+    fig.suptitle(f"{result['benchmark']}: runs per strategy: {runs}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -36,6 +36,8 @@ NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3
 # edges (0->1, 0->2, 0->3, 1->2, 1->3, 2->3); NAS-Bench-201's string order puts 1->2 third.
 NASLIB_OPS = ("skip_connect", "none", "nor_conv_3x3", "nor_conv_1x1", "avg_pool_3x3")
 NASLIB_EDGE_TO_NB201_EDGE = (0, 1, 3, 2, 4, 5)
+# N vs K on cifar10-valid (BENCHMARKS.md): N = 20 gives the best expected accuracy at 100
+NB201_NPRED_N = 20
 ANALOG_METRICS = (
     "baseline_accuracy",
     "ptq_accuracy",
@@ -155,4 +157,5 @@ def load_nas_bench_201(dataset: str):
         if analog is not None
         else None,
         unit="%",
+        npred_n=NB201_NPRED_N,
     )

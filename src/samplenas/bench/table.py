@@ -58,6 +58,7 @@ class Table:
     valid_seeds: dict[Arch, tuple[float, ...]] | None = None
     test_label: str | None = "test"
     unit: str = "fraction"
+    npred_n: int = 50  # the Neural Predictor's N measured best on this benchmark (N vs K)
     archs: list[Arch] = field(init=False)
 
     def __post_init__(self) -> None:
