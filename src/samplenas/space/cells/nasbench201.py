@@ -3,8 +3,10 @@
 Node 0 is the cell's input, node j (1..3) the sum of its incoming edges ``i -> j`` (i < j),
 node 3 the cell's output. An Arch is ``{"ops": [6 op names]}`` in the benchmark's edge
 order ``EDGES``; every one of the 5^6 = 15,625 op lists is a cell of the benchmark, and
-the tables hold each of them (isomorphic cells included), so no canonicalisation is
-applied. ``key`` is the tables' 6-digit key (digit i = index of edge i's op in ``OPS``).
+the tables hold each of them (isomorphic cells included), so ``validate`` applies no
+canonicalisation; ``canonical_key`` names the benchmark's isomorphism class for those who
+want to deduplicate. ``key`` is the tables' 6-digit key (digit i = index of edge i's op
+in ``OPS``); ``to_string`` / ``from_string`` convert to and from the benchmark's string.
 
 ``cost`` is the exact analytic cost of the benchmark's CIFAR macro network (NAS-Bench-201
 paper, Figure 1; xautodl's TinyNetwork): stem 3x3 conv (3->16, no bias) + BN; 5 cells at
@@ -110,10 +112,14 @@ def unique_expression(arch: Mapping[str, Any] | Arch) -> str:
     """The NAS-Bench-201 API's isomorphism rule (``to_unique_str(consider_zero=True)``).
 
     Each node is the '+'-join of its sorted incoming terms: a 'none' edge, or an edge out
-    of a node that is exactly zero, is the zero term; 'skip_connect' passes its source's
-    expression on; any other op is ``(source)@op``. It is syntactic (a zero term still
-    counts in a sum; nested sums are not flattened), which is how the benchmark's authors
-    count 6,466 unique cells among the 15,625.
+    of a node whose expression is the zero term itself, is the zero term; 'skip_connect'
+    passes its source's expression on; any other op is ``(source)@op``. The rule is
+    syntactic -- a zero term still counts in a sum (so only node 1 can be zero), a sum a
+    skip passes on is sorted as one string, and one conv whose output reaches two nodes
+    (through a skip) is not told apart from two convs of the same input, whose parameter
+    counts differ -- and it is how the benchmark's authors count 6,466 unique cells among
+    the 15,625 (the tables reuse a few seed records within such a class: see
+    tests/test_nasbench201_space.py).
     """
     ops = _ops(arch)
     nodes = ["0"]
