@@ -6,9 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from samplenas.commands.common import add_calib_batches_option, add_weights_option, positive_int
+from samplenas.commands.common import (
+    add_calib_batches_option,
+    add_weights_option,
+    positive_int,
+    read_arch,
+)
 from samplenas.errors import UserError
-from samplenas.io import print_json, read_json_arg
+from samplenas.io import print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -124,19 +129,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def resolve_arch(space, text: str):
-    if text == "smallest":
-        return space.smallest()
-    if text == "largest":
-        return space.largest()
-    return space.validate(read_json_arg(text))
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
     from samplenas.train.runs import load_run
 
     run = load_run(args.run, data_dir=args.data_dir, weights=args.weights)
-    arch = resolve_arch(run.space, args.arch)
+    arch = read_arch(run.space, args.arch)
     result = run.evaluate(arch, args.split, args.calib_batches)
     cost = run.space.cost(arch)
     out = {
