@@ -47,6 +47,28 @@ def test_the_files_hold_what_the_issue_says():
     )
 
 
+def test_seed_records_copied_from_a_sibling_cell_are_left_out():
+    for dataset in nb201.NB201_DATASETS:
+        table = load_benchmark(f"nas-bench-201:{dataset}")
+        raw = nb201.read_nb201_file(dataset)
+        dropped = cells = 0
+        for arch in table.archs:
+            record = raw[table.space.key(arch)]
+            kept = len(table.valid_seeds[arch])
+            assert 1 <= kept <= len(record["val_acc"])
+            dropped += len(record["val_acc"]) - kept
+            cells += kept < len(record["val_acc"])
+            assert table.rows[arch]["params"] == pytest.approx(table.space.cost(arch).params_m)
+        assert (dropped, cells) == (294, 204)
+    # a named case: on cifar10-valid 122124's first record is a run of 221114 (0.129306 M)
+    table = load_benchmark("nas-bench-201:cifar10-valid")
+    raw = nb201.read_nb201_file("cifar10-valid")
+    arch = table.space.from_key("122124")
+    assert raw["122124"]["model_size"][0] == pytest.approx(0.129306)
+    assert table.space.cost(arch).params_m == pytest.approx(0.157306)
+    assert len(table.valid_seeds[arch]) == len(raw["122124"]["val_acc"]) - 1
+
+
 def test_a_pickle_with_any_global_is_refused_naming_the_file(tmp_path, monkeypatch, capsys):
     bad = tmp_path / "cifar100.pkl"
     bad.write_bytes(pickle.dumps({"000000": collections.OrderedDict()}))
