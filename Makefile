@@ -5,15 +5,18 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.samplenas-installed
 TORCH_PIN ?= torch==2.13.0
+# AnalogNAS-Bench's data file only: its declared dependencies are not needed (never imported)
+ANALOG_PIN ?= analog-nasbench==0.1.3
 
 .PHONY: setup data demo test lint bench clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check "$(TORCH_PIN)"
 	$(PY) -m pip install -q --disable-pip-version-check -e ".[dev,bench]"
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps "$(ANALOG_PIN)"
 	@touch $(STAMP)
 
 data:

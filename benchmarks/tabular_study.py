@@ -83,7 +83,7 @@ def n_vs_k(dataset: str, ns: list[int], runs: int, budget: int) -> dict:
     return out
 
 
-def plot_n_vs_k(result: dict, path: Path) -> None:
+def plot_n_vs_k(result: dict, path: Path, key_names: tuple[str, str] = ("valid", "test")) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -93,12 +93,14 @@ def plot_n_vs_k(result: dict, path: Path) -> None:
     for i, (n, c) in enumerate(result["curves"].items()):
         q = np.array(c["queries"])
         color = f"C{i}"
-        for ax, key in zip(axes, ("valid", "test"), strict=True):
+        for ax, key in zip(axes, key_names, strict=True):
             m, s = np.array(c[f"{key}_mean"]), np.array(c[f"{key}_std"])
             ax.plot(q, m, color=color, label=f"N = {n}")
             ax.fill_between(q, m - s, m + s, color=color, alpha=0.1)
             ax.axvline(int(n), color=color, ls=":", lw=1)
-    for ax, key in zip(axes, ("validation", "test"), strict=True):
+    labels = {"valid": "validation", "expected": "expected (seed-mean)", "test": "test"}
+    for ax, key in zip(axes, key_names, strict=True):
+        key = labels[key]
         ax.set_xlabel("total queries N + K")
         ax.set_ylabel(f"{key} accuracy of the best found")
         ax.grid(alpha=0.3)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,9 +24,7 @@ def cora():
 
 
 def package_table(name: str) -> dict:
-    path = Path(nbg.__file__).parent / "light" / f"{name}.bench"
-    with open(path, "rb") as f:  # the package's own file, read the package's way
-        return pickle.load(f)
+    return nbg.light_read(name)  # the package's own reader (pickle.load of its own file)
 
 
 @pytest.mark.parametrize(
@@ -86,9 +82,15 @@ def test_mutation_and_crossover_stay_in_the_space(cora):
 
 
 class SpyEvaluator(Evaluator):
-    def test(self, arch):  # noqa: D401 - the harness may read it, a strategy must not
+    """Counts the report-only reads: the harness makes them, a strategy must not."""
+
+    def test(self, arch):
         self.test_reads = getattr(self, "test_reads", 0) + 1
         return super().test(arch)
+
+    def expected(self, arch):
+        self.expected_reads = getattr(self, "expected_reads", 0) + 1
+        return super().expected(arch)
 
 
 @pytest.mark.parametrize("strategy", ["random", "re", "npred-rf"])
@@ -97,15 +99,16 @@ def test_strategies_respect_the_budget_and_never_see_test_accuracy(cora, strateg
 
     seen = []
     monkeypatch.setattr(
-        harness, "Evaluator", lambda t, b: seen.append(SpyEvaluator(t, b)) or seen[-1]
+        harness, "Evaluator", lambda t, b, s: seen.append(SpyEvaluator(t, b, s)) or seen[-1]
     )
-    valid, test = run_once(cora, strategy, seed=0, budget=60, npred_n=20)
+    curves = run_once(cora, strategy, seed=0, budget=60, npred_n=20)
+    valid, test = curves["valid"], curves["test"]
     ev = seen[0]
     assert ev.queries == 60 and len(ev.history) == 60
     assert np.all(np.diff(valid) >= 0) and np.isfinite(test).all()
-    assert ev.test_reads == 60  # the harness's own reporting, once per query
+    assert ev.test_reads == ev.expected_reads == 60  # the harness's reporting, once a query
     sampler = harness.make_strategy(strategy, cora, 0, 20)
-    assert not any(hasattr(sampler, n) for n in ("test", "evaluator", "table"))
+    assert not any(hasattr(sampler, n) for n in ("test", "expected", "evaluator", "table"))
 
 
 @pytest.mark.parametrize("strategy", ["re", "npred-rf"])
@@ -119,14 +122,16 @@ def test_scrambling_the_test_column_changes_no_decision(cora, strategy, monkeypa
     )
     evaluators = []
     monkeypatch.setattr(
-        harness, "Evaluator", lambda t, b: evaluators.append(Evaluator(t, b)) or evaluators[-1]
+        harness,
+        "Evaluator",
+        lambda t, b, s: evaluators.append(Evaluator(t, b, s)) or evaluators[-1],
     )
     curves = [
         run_once(table, strategy, seed=1, budget=70, npred_n=20) for table in (cora, scrambled)
     ]
     assert evaluators[0].history == evaluators[1].history  # the same queries, in order
-    assert np.array_equal(curves[0][0], curves[1][0])
-    assert not np.array_equal(curves[0][1], curves[1][1])  # only the report differs
+    assert np.array_equal(curves[0]["valid"], curves[1]["valid"])
+    assert not np.array_equal(curves[0]["test"], curves[1]["test"])  # only the report differs
 
 
 def test_random_search_never_repeats(cora, monkeypatch):
@@ -134,8 +139,10 @@ def test_random_search_never_repeats(cora, monkeypatch):
     from samplenas.search.strategies import RandomSearch
 
     seen = []
-    monkeypatch.setattr(harness, "Evaluator", lambda t, b: seen.append(Evaluator(t, b)) or seen[-1])
-    valid, _ = run_once(cora, "random", seed=3, budget=200)
+    monkeypatch.setattr(
+        harness, "Evaluator", lambda t, b, s: seen.append(Evaluator(t, b, s)) or seen[-1]
+    )
+    valid = run_once(cora, "random", seed=3, budget=200)["valid"]
     history = seen[0].history  # what the benchmark was actually asked
     assert len(history) == 200 and len(set(history)) == 200
     assert np.all(np.diff(valid) >= 0)

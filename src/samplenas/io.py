@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -135,3 +136,38 @@ def atomic_write_json(path: str | Path, data: Any) -> None:
 
 def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2))
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Unpickles only the globals it was given: a data file must not run code on load."""
+
+    def __init__(self, file: BinaryIO, allowed: Mapping[tuple[str, str], Any], source: Path):
+        super().__init__(file)
+        self.allowed, self.source = allowed, source
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return self.allowed[(module, name)]
+        except KeyError:
+            raise UserError(
+                f"'{self.source}' holds a pickled '{module}.{name}', which samplenas does not "
+                "load (only plain data); reinstall the package that ships this file"
+            ) from None
+
+
+def load_restricted_pickle(
+    path: str | Path, allowed: Mapping[tuple[str, str], Any] | None = None
+) -> Any:
+    """Load a pickle whose only globals are the ``(module, name)`` keys of ``allowed``
+    (mapped to the given objects); any other global is refused with a UserError naming
+    the file. Never ``pickle.load`` a file: it can run any code."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            return _RestrictedUnpickler(f, allowed or {}, path).load()
+    except UserError:
+        raise
+    except OSError as exc:
+        raise UserError(f"cannot read '{path}': {exc.strerror or exc}") from exc
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as exc:
+        raise UserError(f"'{path}' is not a readable pickle ({exc})") from exc

@@ -30,7 +30,7 @@ from samplenas.samplers.base import Sampler
 from samplenas.search.pareto import hypervolume_2d, pareto_front
 from samplenas.space import Arch
 
-STRATEGIES = ("random", "re", "npred", "npred-2stage", "npred-rf", "npred-mlp")
+STRATEGIES = ("random", "re", "npred", "npred-2stage", "npred-rf", "npred-mlp", "bananas")
 
 
 def parse_objective(text: str | None) -> str | None:
@@ -48,6 +48,7 @@ def make_strategy(
     name: str, table: Table, seed: int, npred_n: int = 50, cost_key: str | None = None
 ) -> Sampler:
     from samplenas.search.strategies import (
+        IterativePredictorSearch,
         NeuralPredictorSearch,
         RandomSearch,
         RegularizedEvolution,
@@ -62,6 +63,10 @@ def make_strategy(
         return RandomSearch(space, seed=seed, candidates=archs)
     if name == "re":
         return RegularizedEvolution(space, seed=seed, candidates=archs, cost=cost)
+    if name == "bananas":
+        return IterativePredictorSearch(
+            space, seed=seed, candidates=archs, predictor_factory=_predictor_factory("npred", space)
+        )
     if name.startswith("npred"):
         factory = _predictor_factory(name, space)
         return NeuralPredictorSearch(
@@ -91,6 +96,12 @@ def _predictor_factory(name: str, space) -> Callable[[int], Any]:
     return make
 
 
+def curve_names(table: Table) -> list[str]:
+    """What a run reports after each query: ``valid`` (what the strategy saw), ``expected``
+    (the seed mean of the same choice) and, when the table has one, ``test`` (held out)."""
+    return ["valid", "expected"] + (["test"] if table.has_test else [])
+
+
 def run_once(
     table: Table,
     strategy: str,
@@ -98,16 +109,20 @@ def run_once(
     budget: int,
     npred_n: int = 50,
     cost_key: str | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The metric after each of ``budget`` queries, on validation and on test: the best
-    validation accuracy so far (and that arch's test accuracy), or with ``cost_key`` the
-    hypervolume of the validated front (and of the same archs scored on test)."""
-    evaluator = Evaluator(table, budget)
+) -> dict[str, np.ndarray]:
+    """The metric after each of ``budget`` queries, per curve name (``curve_names``).
+
+    The metric is the best queried validation accuracy so far, and for that same
+    architecture its expected (seed-mean) and held-out accuracy; with ``cost_key`` it is
+    the hypervolume of the front of queried scores, and of the same architectures scored
+    by their expected and held-out accuracy. The choice is always made on what was queried.
+    """
+    evaluator = Evaluator(table, budget, seed)
     sampler = make_strategy(strategy, table, seed, npred_n, cost_key)
     query = evaluator.query  # the only view of the benchmark a strategy gets
-    metric = _best_accuracy(evaluator) if cost_key is None else _hypervolume(table, cost_key)
-    curve_valid = np.full(budget, np.nan)
-    curve_test = np.full(budget, np.nan)
+    metric = _best_accuracy(evaluator) if cost_key is None else _hypervolume(evaluator, cost_key)
+    names = curve_names(table)
+    curves = {name: np.full(budget, np.nan) for name in names}
     while evaluator.queries < budget:
         archs = sampler.ask(1)
         if not archs:
@@ -115,49 +130,61 @@ def run_once(
         scores = [query(a) for a in archs]
         sampler.tell(archs, scores)
         q = evaluator.queries
-        curve_valid[q - 1], curve_test[q - 1] = metric(archs, scores)
+        for name, value in zip(names, metric(archs, scores), strict=True):
+            curves[name][q - 1] = value
     # a strategy that stops early keeps its value for the remaining query counts
-    for arr in (curve_valid, curve_test):
+    for arr in curves.values():
         last = np.nan
         for i in range(budget):
             last = arr[i] = arr[i] if not np.isnan(arr[i]) else last
-    return curve_valid, curve_test
+    return curves
 
 
-Metric = Callable[[list[Arch], list[float]], tuple[float, float]]
+Metric = Callable[[list[Arch], list[float]], list[float]]
+
+
+def _reports(evaluator: Evaluator) -> list[Callable[[Arch], float]]:
+    """The report-only scores of an architecture, in ``curve_names`` order after valid."""
+    return [evaluator.expected] + ([evaluator.test] if evaluator.table.has_test else [])
 
 
 def _best_accuracy(evaluator: Evaluator) -> Metric:
     best: list[Any] = [-np.inf, None]
+    reports = _reports(evaluator)
 
-    def update(archs: list[Arch], scores: list[float]) -> tuple[float, float]:
+    def update(archs: list[Arch], scores: list[float]) -> list[float]:
         for a, s in zip(archs, scores, strict=True):
             if s > best[0]:
                 best[:] = [s, a]
-        return best[0], evaluator.test(best[1])
+        return [best[0]] + [score(best[1]) for score in reports]
 
     return update
 
 
-def _hypervolume(table: Table, cost_key: str) -> Metric:
+def _hypervolume(evaluator: Evaluator, cost_key: str) -> Metric:
+    table = evaluator.table
     costs = dict(zip(table.archs, table.cost(cost_key), strict=True))
     cost_range = (min(costs.values()), max(costs.values()))
-    valid_range = (float(table.valid.min()), float(table.valid.max()))
-    test_range = (float(table.test.min()), float(table.test.max()))
+    reports = _reports(evaluator)
+    ranges = [table.valid_range(), (float(table.valid.min()), float(table.valid.max()))]
+    if table.test is not None:
+        ranges.append((float(table.test.min()), float(table.test.max())))
     seen_cost: list[float] = []
     seen_valid: list[float] = []
     seen_arch: list[Arch] = []
 
-    def update(archs: list[Arch], scores: list[float]) -> tuple[float, float]:
+    def update(archs: list[Arch], scores: list[float]) -> list[float]:
         for a, s in zip(archs, scores, strict=True):
             seen_arch.append(a)
             seen_cost.append(costs[table.space.validate(a)])
             seen_valid.append(s)
         front = pareto_front(seen_cost, seen_valid)
         c = [seen_cost[i] for i in front]
-        valid = hypervolume_2d(c, [seen_valid[i] for i in front], cost_range, valid_range)
-        test_scores = [table.test[table.index[table.space.validate(seen_arch[i])]] for i in front]
-        return valid, hypervolume_2d(c, test_scores, cost_range, test_range)
+        out = [hypervolume_2d(c, [seen_valid[i] for i in front], cost_range, ranges[0])]
+        for score, score_range in zip(reports, ranges[1:], strict=True):
+            values = [score(seen_arch[i]) for i in front]
+            out.append(hypervolume_2d(c, values, cost_range, score_range))
+        return out
 
     return update
 
@@ -175,11 +202,10 @@ def _init_worker(spec: str, space: str | None) -> None:
         _TABLE, _TABLE_SPEC = load_benchmark(spec, space), (spec, space)
 
 
-def _job(args: tuple[str, int, int, int, str | None]) -> tuple[str, np.ndarray, np.ndarray]:
+def _job(args: tuple[str, int, int, int, str | None]) -> tuple[str, dict[str, np.ndarray]]:
     strategy, seed, budget, npred_n, cost_key = args
     assert _TABLE is not None
-    v, t = run_once(_TABLE, strategy, seed, budget, npred_n, cost_key)
-    return strategy, v, t
+    return strategy, run_once(_TABLE, strategy, seed, budget, npred_n, cost_key)
 
 
 def compare(
@@ -190,13 +216,14 @@ def compare(
     seed: int = 0,
     workers: int | None = None,
     space: str | None = None,
-    npred_n: int = 50,
+    npred_n: int | None = None,
     objective: str | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Mean/std curves per strategy; JSON-able, in the CLI's ``--json`` shape.
 
-    ``progress`` shows a bar of finished runs on stderr (``bench --no-progress`` hides it).
+    ``npred_n`` (the Neural Predictor's N) defaults to the benchmark's measured best
+    (``Table.npred_n``). ``progress`` shows a bar of finished runs on stderr.
     """
     for s in strategies:
         if s not in STRATEGIES:
@@ -210,12 +237,18 @@ def compare(
     if cost_key is not None:
         table.cost(cost_key)  # every architecture must have the cost
     _TABLE, _TABLE_SPEC = table, (spec, space)
+    npred_n = table.npred_n if npred_n is None else npred_n
+    if any(s.startswith("npred") for s in strategies) and not 2 <= npred_n < budget:
+        raise UserError(
+            f"the Neural Predictor needs 2 <= --npred-n < --budget, got --npred-n "
+            f"{npred_n} and --budget {budget}; lower --npred-n or raise --budget"
+        )
     # the slow (predictor) runs first, one job at a time: the cores finish together
-    slow_first = sorted(strategies, key=lambda s: not s.startswith("npred"))
+    slow_first = sorted(strategies, key=lambda s: s in ("random", "re"))
     jobs = [
         (s, seed * 100_003 + r, budget, npred_n, cost_key) for s in slow_first for r in range(runs)
     ]
-    curves: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {s: [] for s in strategies}
+    curves: dict[str, list[dict[str, np.ndarray]]] = {s: [] for s in strategies}
     workers = workers or os.cpu_count() or 1
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else None)
@@ -223,8 +256,8 @@ def compare(
     with ProcessPoolExecutor(
         workers, mp_context=context, initializer=_init_worker, initargs=(spec, space)
     ) as pool:
-        for strategy, v, t in pool.map(_job, jobs):
-            curves[strategy].append((v, t))
+        for strategy, run in pool.map(_job, jobs):
+            curves[strategy].append(run)
             bar.update(1)
     bar.close()
     out: dict[str, Any] = {
@@ -234,20 +267,34 @@ def compare(
         "seed": seed,
         "objective": ["accuracy"] + ([cost_key] if cost_key else []),
         "metric": f"hypervolume(accuracy,{cost_key})" if cost_key else "best accuracy",
+        "unit": table.unit,
+        "npred_n": npred_n,
+        "noisy_queries": table.seeds is not None,
+        "curves": describe_curves(table),
         "strategies": {},
     }
     queries = list(range(1, budget + 1))
     for s, rows in curves.items():
-        v = np.stack([r[0] for r in rows])
-        t = np.stack([r[1] for r in rows])
-        out["strategies"][s] = {
-            "queries": queries,
-            "valid_mean": v.mean(0).tolist(),
-            "valid_std": v.std(0).tolist(),
-            "test_mean": t.mean(0).tolist(),
-            "test_std": t.std(0).tolist(),
-        }
+        out["strategies"][s] = {"queries": queries}
+        for name in curve_names(table):
+            values = np.stack([r[name] for r in rows])
+            out["strategies"][s][f"{name}_mean"] = values.mean(0).tolist()
+            out["strategies"][s][f"{name}_std"] = values.std(0).tolist()
     out["wall_seconds"] = time.perf_counter() - started
+    return out
+
+
+def describe_curves(table: Table) -> dict[str, str]:
+    """One sentence per reported curve, written into every result."""
+    noisy = table.seeds is not None
+    out = {
+        "valid": "the best queried validation accuracy (what the strategy saw"
+        + ("; one training seed per query)" if noisy else ")"),
+        "expected": "the seed-mean validation accuracy of that same architecture"
+        + ("" if noisy else " (equal to valid: this table holds seed means only)"),
+    }
+    if table.has_test:
+        out["test"] = f"held out, never seen by a strategy: {table.test_label}"
     return out
 
 
@@ -257,23 +304,31 @@ def plot_curves(result: dict[str, Any], path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    keys = list(result.get("curves", {"valid": "", "test": ""}))
+    if not result.get("noisy_queries") and "expected" in keys:
+        keys.remove("expected")  # identical to valid without per-seed queries: no panel
+    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 4), squeeze=False)
+    axes = axes[0]
     for name, c in result["strategies"].items():
         q = np.array(c["queries"])
-        for ax, key in zip(axes, ("valid", "test"), strict=True):
+        for ax, key in zip(axes, keys, strict=True):
             m, s = np.array(c[f"{key}_mean"]), np.array(c[f"{key}_std"])
             ax.plot(q, m, label=name)
             ax.fill_between(q, m - s, m + s, alpha=0.15)
     metric = result.get("metric", "best accuracy")
-    for ax, key in zip(axes, ("validation", "test"), strict=True):
+    labels = {"valid": "queried validation", "expected": "expected (seed-mean)", "test": "held-out"}
+    for ax, key in zip(axes, keys, strict=True):
         ax.set_xlabel("queries")
         if metric == "best accuracy":
-            ax.set_ylabel(f"{key} accuracy of the best found")
+            ax.set_ylabel(f"{labels[key]} accuracy of the best found")
         else:
-            ax.set_ylabel(f"{metric} ({key})")
+            ax.set_ylabel(f"{metric} ({labels[key]})")
         ax.grid(alpha=0.3)
     axes[0].legend()
-    fig.suptitle(f"{result['benchmark']}: {result['runs']} runs per strategy")
+    runs = result["runs"]
+    if isinstance(runs, dict):  # a study merging strategies run with different counts
+        runs = ", ".join(f"{name} {n}" for name, n in runs.items())
+    fig.suptitle(f"{result['benchmark']}: runs per strategy: {runs}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

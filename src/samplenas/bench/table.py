@@ -15,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from samplenas.bench.nasbench201 import NB201_DATASETS, load_nas_bench_201, package_file
 from samplenas.errors import UserError
+from samplenas.io import load_restricted_pickle
 from samplenas.space import Arch, SearchSpace, load_space
 
 NB_GRAPH_DATASETS = (
@@ -30,21 +32,53 @@ NB_GRAPH_DATASETS = (
     "proteins",
 )
 
+# NAS-Bench-Graph's light tables hold NumPy scalars: allow exactly NumPy's scalar
+# constructor (found through a scalar's own pickling, wherever the NumPy version keeps it)
+# and ``numpy.dtype``, nothing else
+_NUMPY_SCALARS = {
+    ("numpy.core.multiarray", "scalar"): np.float64(0).__reduce__()[0],
+    ("numpy._core.multiarray", "scalar"): np.float64(0).__reduce__()[0],
+    ("numpy", "dtype"): np.dtype,
+}
+
 
 @dataclass
 class Table:
-    """Canonical architectures of ``space`` -> metrics (``valid``, ``test``, costs...)."""
+    """Canonical architectures of ``space`` -> metrics: ``valid`` (the expected validation
+    accuracy, a seed mean), ``test`` (a held-out score, when the benchmark has one), costs.
+
+    With ``valid_seeds`` (one validation accuracy per training seed) a query returns one
+    seed's value drawn at random, as a real evaluation is one noisy training run; the seed
+    mean stays the "expected" score that reports use to separate noise from search quality.
+    """
 
     name: str
     space: SearchSpace
     rows: dict[Arch, dict[str, float]]
+    valid_seeds: dict[Arch, tuple[float, ...]] | None = None
+    test_label: str | None = "test"
+    unit: str = "fraction"
+    npred_n: int = 50  # the Neural Predictor's N measured best on this benchmark (N vs K)
     archs: list[Arch] = field(init=False)
 
     def __post_init__(self) -> None:
         self.archs = list(self.rows)
         self.valid = np.array([self.rows[a]["valid"] for a in self.archs])
-        self.test = np.array([self.rows[a]["test"] for a in self.archs])
+        self.has_test = self.test_label is not None and all("test" in r for r in self.rows.values())
+        self.test = np.array([self.rows[a]["test"] for a in self.archs]) if self.has_test else None
         self.index = {a: i for i, a in enumerate(self.archs)}
+        self.seeds = (
+            [np.asarray(self.valid_seeds[a], dtype=float) for a in self.archs]
+            if self.valid_seeds is not None
+            else None
+        )
+
+    def valid_range(self) -> tuple[float, float]:
+        """The range a query can return (every seed's value, not only the means)."""
+        if self.seeds is None:
+            return float(self.valid.min()), float(self.valid.max())
+        flat = np.concatenate(self.seeds)
+        return float(flat.min()), float(flat.max())
 
     def cost(self, key: str) -> np.ndarray:
         if any(key not in r for r in self.rows.values()):
@@ -57,13 +91,18 @@ class BudgetExhausted(RuntimeError):
 
 
 class Evaluator:
-    """Validation-accuracy lookups, counted; the budget is enforced here."""
+    """Validation-accuracy lookups, counted; the budget is enforced here.
 
-    def __init__(self, table: Table, budget: int | None = None) -> None:
+    ``seed`` drives which training seed a query of a per-seed table returns, so a run's
+    measurements are reproducible and independent of the strategy's own randomness.
+    """
+
+    def __init__(self, table: Table, budget: int | None = None, seed: int = 0) -> None:
         self.table = table
         self.budget = budget
         self.queries = 0
         self.history: list[Arch] = []
+        self._rng = np.random.default_rng([seed, 201])
 
     def query(self, arch: Arch) -> float:
         """Validation accuracy of ``arch`` (canonicalised); one query of the budget."""
@@ -77,23 +116,34 @@ class Evaluator:
             )
         self.queries += 1
         self.history.append(arch)
+        if self.table.seeds is not None:
+            runs = self.table.seeds[i]
+            return float(runs[self._rng.integers(len(runs))])
         return float(self.table.valid[i])
 
+    def expected(self, arch: Arch) -> float:
+        """Seed-mean validation accuracy, for reports only (never given to a strategy)."""
+        return float(self.table.valid[self.table.index[self.table.space.validate(arch)]])
+
     def test(self, arch: Arch) -> float:
-        """Test accuracy, for reports only (strategies are never given this method)."""
+        """Held-out accuracy, for reports only (strategies are never given this method)."""
+        if self.table.test is None:
+            raise UserError(f"benchmark '{self.table.name}' has no held-out score")
         return float(self.table.test[self.table.index[self.table.space.validate(arch)]])
 
 
 def load_nas_bench_graph(dataset: str) -> Table:
+    """NAS-Bench-Graph's light tables (seed means of validation and test performance)."""
     if dataset not in NB_GRAPH_DATASETS:
         raise UserError(
             f"unknown NAS-Bench-Graph dataset '{dataset}'; choose one of {list(NB_GRAPH_DATASETS)}"
         )
     from samplenas.space.cells.nasbench_graph import nas_bench_graph_package
 
-    light_read = nas_bench_graph_package().light_read
+    nas_bench_graph_package()  # MissingExtra when the package is absent
     space = load_space("nas-bench-graph-proteins" if dataset == "proteins" else "nas-bench-graph")
-    bench = light_read(dataset)  # the package's own tables, shipped inside it
+    path = package_file("nas_bench_graph", "light", f"{dataset}.bench")
+    bench = load_restricted_pickle(path, _NUMPY_SCALARS)  # the package itself uses pickle.load
     rows = {}
     for arch in space.archs:
         m = bench[space.key(arch)]
@@ -103,7 +153,12 @@ def load_nas_bench_graph(dataset: str) -> Table:
             "latency": float(m["latency"]),
             "params": float(m["para"]),
         }
-    return Table(f"nas-bench-graph:{dataset}", space, rows)
+    return Table(
+        f"nas-bench-graph:{dataset}",
+        space,
+        rows,
+        test_label="NAS-Bench-Graph's test accuracy (seed mean)",
+    )
 
 
 def load_table_file(path: str | Path, space_name: str | None = None) -> Table:
@@ -149,17 +204,20 @@ def load_table_file(path: str | Path, space_name: str | None = None) -> Table:
             raise UserError(f"row {i} of '{path}' has a non-numeric metric") from exc
     if len(rows) < 2:
         raise UserError(f"benchmark table '{path}' holds fewer than two architectures")
-    return Table(f"table:{path.name}", space, rows)
+    return Table(f"table:{path.name}", space, rows, test_label="the file's 'test' column")
 
 
 def load_benchmark(spec: str, space: str | None = None) -> Table:
-    """``nas-bench-graph:DATASET`` or ``table:PATH`` (CSV/JSON of arch + metrics)."""
+    """``nas-bench-graph:DATASET``, ``nas-bench-201:DATASET`` or ``table:PATH``."""
     kind, _, arg = spec.partition(":")
     if kind == "nas-bench-graph" and arg:
         return load_nas_bench_graph(arg)
+    if kind == "nas-bench-201" and arg:
+        return load_nas_bench_201(arg)
     if kind == "table" and arg:
         return load_table_file(arg, space)
     raise UserError(
         f"unknown benchmark '{spec}'; use nas-bench-graph:DATASET "
-        f"({', '.join(NB_GRAPH_DATASETS)}) or table:PATH"
+        f"({', '.join(NB_GRAPH_DATASETS)}), nas-bench-201:DATASET "
+        f"({', '.join(NB201_DATASETS)}) or table:PATH"
     )

@@ -7,9 +7,20 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from samplenas.io import read_json_arg
+
 if TYPE_CHECKING:
     from samplenas.search.archive import Archive
+    from samplenas.space import Arch, SearchSpace
     from samplenas.train.runs import Run
+
+
+def read_arch(space: SearchSpace, text: str) -> Arch:
+    """An --arch argument: smallest, largest, the space's own notation, or JSON / a JSON file."""
+    if text in ("smallest", "largest"):
+        return getattr(space, text)()
+    arch = space.arch_from_text(text)
+    return arch if arch is not None else space.validate(read_json_arg(text))
 
 
 def positive_int(text: str) -> int:

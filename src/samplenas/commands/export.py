@@ -12,9 +12,10 @@ from samplenas.commands.common import (
     add_data_options,
     add_weights_option,
     open_run,
+    read_arch,
 )
 from samplenas.errors import UserError
-from samplenas.io import atomic_folder, atomic_write_json, print_json, read_json_arg
+from samplenas.io import atomic_folder, atomic_write_json, print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,9 +46,7 @@ def resolve(run, text: str):
                 f"Pareto id {text} does not exist; the front has ids 0-{len(front) - 1}"
             )
         return run.space.validate(front[int(text)]["arch"])
-    if text in ("smallest", "largest"):
-        return getattr(run.space, text)()
-    return run.space.validate(read_json_arg(text))
+    return read_arch(run.space, text)
 
 
 def _check_front_is_current(run, path: Path) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from samplenas.commands.common import positive_int
-from samplenas.io import print_json, read_json_arg
+from samplenas.commands.common import positive_int, read_arch
+from samplenas.io import print_json
 from samplenas.space import list_spaces, load_space
 
 
@@ -17,7 +17,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("cost", help="analytic MFLOPs and parameters of one architecture")
     p.add_argument("--space", required=True, help="space name or YAML path")
-    p.add_argument("--arch", required=True, help="architecture as inline JSON or a JSON file")
+    p.add_argument(
+        "--arch",
+        required=True,
+        help="inline JSON, a JSON file, smallest, largest, or a NAS-Bench-201 cell string",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_cost)
 
@@ -35,20 +39,20 @@ def cmd_spaces(args: argparse.Namespace) -> int:
     if args.json:
         print_json(rows)
         return 0
-    print(f"{'name':<26} {'architectures':>14} {'min MFLOPs':>11} {'max MFLOPs':>11}")
+    print(f"{'name':<30} {'architectures':>14} {'min MFLOPs':>11} {'max MFLOPs':>11}")
     for r in rows:
         if "needs" in r:
-            print(f"{r['name']:<26} {'needs ' + r['needs']}")
+            print(f"{r['name']:<30} {'needs ' + r['needs']}")
             continue
         lo = "-" if r["min_mflops"] is None else f"{r['min_mflops']:.1f}"
         hi = "-" if r["max_mflops"] is None else f"{r['max_mflops']:.1f}"
-        print(f"{r['name']:<26} {r['size']:>14.3g} {lo:>11} {hi:>11}")
+        print(f"{r['name']:<30} {r['size']:>14.3g} {lo:>11} {hi:>11}")
     return 0
 
 
 def cmd_cost(args: argparse.Namespace) -> int:
     space = load_space(args.space)
-    arch = space.validate(read_json_arg(args.arch))
+    arch = read_arch(space, args.arch)
     cost = space.cost(arch)
     if args.json:
         print_json({"mflops": cost.mflops, "params_m": cost.params_m})

@@ -14,9 +14,10 @@ from samplenas.commands.common import (
     add_weights_option,
     open_run,
     positive_int,
+    read_arch,
 )
 from samplenas.errors import UserError
-from samplenas.io import print_json, read_json_arg
+from samplenas.io import print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -146,17 +147,9 @@ def _train(args: argparse.Namespace, cfg, out: Path) -> int:
     return 0
 
 
-def resolve_arch(space, text: str):
-    if text == "smallest":
-        return space.smallest()
-    if text == "largest":
-        return space.largest()
-    return space.validate(read_json_arg(text))
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
     run = open_run(args)
-    arch = resolve_arch(run.space, args.arch)
+    arch = read_arch(run.space, args.arch)
     result = run.evaluate(arch, args.split, args.calib_batches)
     cost = run.space.cost(arch)
     out = {

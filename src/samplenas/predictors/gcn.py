@@ -213,13 +213,18 @@ class GCNPredictor(Predictor):
         self.model = models[self.width]
         return self
 
-    @torch.no_grad()
     def predict(self, archs: Sequence[Arch], batch: int = 1024) -> np.ndarray:
+        return self.predict_members(archs, batch).mean(0)
+
+    @torch.no_grad()
+    def predict_members(self, archs: Sequence[Arch], batch: int = 1024) -> np.ndarray:
+        """Every ensemble member's prediction (members x archs): the cross-validation
+        members saw different subsets, so their spread is an uncertainty estimate."""
         out = []
         for i in range(0, len(archs), batch):
             data = graphs_to_tensors(self.space, archs[i : i + batch])
-            out.append(self.model(*data).mean(0).double().numpy() * self.std + self.mean)
-        return np.concatenate(out) if out else np.zeros(0)
+            out.append(self.model(*data).double().numpy() * self.std + self.mean)
+        return np.concatenate(out, axis=1) if out else np.zeros((self.model.members, 0))
 
     def hyperparameters(self) -> dict[str, Any]:
         return {

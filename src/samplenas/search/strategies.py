@@ -213,3 +213,75 @@ def _default_gcn(space: SearchSpace) -> Callable[[int], Any]:
         return GCNPredictor(space, seed=seed)
 
     return make
+
+
+class IterativePredictorSearch(Sampler):
+    """BANANAS-style (White et al.) search by iterative refits: ``n_init`` random queries,
+    then rounds of ``batch``: refit the predictor on every score seen so far, rank the
+    unseen candidates by an acquisition, query the top ``batch``.
+
+    The acquisition is independent Thompson sampling when the predictor exposes
+    ``predict_members`` (an ensemble): each candidate's score is one draw from a normal
+    with the members' mean and spread. Otherwise it is the predicted mean (greedy).
+    The reference for the Neural Predictor's single fit: the same predictor refit
+    ``(budget - n_init) / batch`` times.
+    """
+
+    name = "bananas"
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        seed: int | None = 0,
+        n_init: int = 10,
+        batch: int = 10,
+        predictor_factory: Callable[[int], Any] | None = None,
+        candidates: Sequence[Arch] | None = None,
+        pool: int = 100_000,
+    ) -> None:
+        super().__init__(space, seed)
+        self.n_init, self.batch, self.pool = n_init, batch, pool
+        self.predictor_factory = predictor_factory or _default_gcn(space)
+        self.random = RandomSearch(space, seed=int(self.rng.integers(2**31)), candidates=candidates)
+        self.candidates = list(candidates) if candidates is not None else None
+        self.archs: list[Arch] = []
+        self.scores: list[float] = []
+        self.asked: set[Arch] = set()
+        self.queue: list[Arch] = []
+
+    def _refit(self) -> list[Arch]:
+        predictor = self.predictor_factory(int(self.rng.integers(2**31)))
+        predictor.fit(self.archs, self.scores)
+        cands = self.candidates
+        if cands is None:
+            cands = list(dict.fromkeys(self.space.sample_many(self.rng, self.pool)))
+        cands = [a for a in cands if a not in self.asked]
+        if hasattr(predictor, "predict_members"):
+            members = np.asarray(predictor.predict_members(cands), dtype=float)
+            mean, spread = members.mean(0), members.std(0)
+            acquisition = mean + spread * self.rng.standard_normal(len(cands))
+        else:
+            acquisition = np.asarray(predictor.predict(cands), dtype=float)
+        order = np.argsort(-acquisition, kind="stable")[: self.batch]
+        return [cands[i] for i in order]
+
+    def ask(self, n: int = 1) -> list[Arch]:
+        out: list[Arch] = []
+        while len(out) < n:
+            if len(self.asked) < self.n_init:
+                batch = self.random.ask(min(n - len(out), self.n_init - len(self.asked)))
+            else:
+                if len(self.scores) < len(self.asked):
+                    break  # the last round's scores must arrive before a refit
+                if not self.queue:
+                    self.queue = self._refit()
+                batch, self.queue = self.queue[: n - len(out)], self.queue[n - len(out) :]
+            if not batch:
+                break
+            self.asked.update(batch)
+            out += batch
+        return out
+
+    def tell(self, archs: Sequence[Arch], scores: Sequence[float]) -> None:
+        self.archs += list(archs)
+        self.scores += [float(s) for s in scores]

@@ -69,6 +69,11 @@ class SearchSpace(ABC):
     def validate(self, arch: Mapping[str, Any] | Arch) -> Arch:
         """Return ``arch`` as an Arch of this space, or raise UserError saying what is wrong."""
 
+    def arch_from_text(self, text: str) -> Arch | None:
+        """An Arch written in the space's own notation on the command line (e.g. a
+        NAS-Bench-201 cell string), or None when ``text`` is JSON or a JSON file."""
+        return None
+
     def contains(self, arch: Mapping[str, Any] | Arch) -> bool:
         try:
             self.validate(arch)
