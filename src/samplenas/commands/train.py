@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
-from samplenas.commands.common import add_calib_batches_option, add_weights_option, positive_int
+from samplenas.commands.common import (
+    ARCH_HELP,
+    add_calib_batches_option,
+    add_weights_option,
+    positive_int,
+    resolve_arch,
+)
 from samplenas.errors import UserError
-from samplenas.io import print_json, read_json_arg
+from samplenas.io import print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,9 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "eval", help="top-1 of one sub-network of a trained run (after BN calibration)"
     )
     p.add_argument("--run", required=True, help="run directory")
-    p.add_argument(
-        "--arch", default="largest", help="smallest, largest, or inline JSON / JSON file"
-    )
+    p.add_argument("--arch", default="largest", help=ARCH_HELP + " (default largest)")
     p.add_argument("--split", default="val", choices=["val", "test"])
     add_calib_batches_option(p)
     p.add_argument("--data-dir", help="folder holding the dataset files")
@@ -101,12 +106,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         summary = trainer.run()
     except TrainingDiverged as exc:
-        print(
-            f"samplenas: training diverged ({exc}); the last good checkpoint is kept in "
-            f"'{out}'. Lower train.lr or raise train.warmup_epochs, then --resume.",
-            file=sys.stderr,
-        )
+        if trainer.dist.is_main:
+            print(
+                f"samplenas: training diverged ({exc}); {_after_divergence(trainer)}",
+                file=sys.stderr,
+            )
         return 1
+    except KeyboardInterrupt:
+        if trainer.dist.is_main:
+            print(
+                f"samplenas: interrupted at step {trainer.step}; {_after_interrupt(trainer)}",
+                file=sys.stderr,
+            )
+        return 130
     finally:
         from samplenas.train.distributed import shutdown
 
@@ -124,19 +136,43 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def resolve_arch(space, text: str):
-    if text == "smallest":
-        return space.smallest()
-    if text == "largest":
-        return space.largest()
-    return space.validate(read_json_arg(text))
+def resume_command(out: Path) -> str:
+    """The exact command that continues the run in ``out``."""
+    return f"samplenas train --resume {shlex.quote(str(out))}"
+
+
+def _after_interrupt(trainer) -> str:
+    """What the user can do after Ctrl-C: the command to resume, or that there is none."""
+    if trainer.saved_step is None:
+        return (
+            f"no checkpoint was written yet (every {trainer.cfg.checkpoint.every_steps} steps "
+            "and every epoch), so there is nothing to resume; run the same command again"
+        )
+    return (
+        f"the checkpoint of step {trainer.saved_step} is kept; continue with: "
+        f"{resume_command(trainer.out)}"
+    )
+
+
+def _after_divergence(trainer) -> str:
+    """A diverged run cannot be resumed as it was (it would diverge again): say what can."""
+    fix = "lower train.lr or raise train.warmup_epochs (--set train.lr=...)"
+    if trainer.saved_step is None:
+        return (
+            "it diverged before its first checkpoint, so there is nothing to resume; "
+            f"{fix} and start again"
+        )
+    return (
+        f"the last good checkpoint (step {trainer.saved_step}) is kept in '{trainer.out}'; "
+        f"{fix} and start a new run with another --out"
+    )
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from samplenas.train.runs import load_run
 
     run = load_run(args.run, data_dir=args.data_dir, weights=args.weights)
-    arch = resolve_arch(run.space, args.arch)
+    arch = resolve_arch(args.arch, run.space, run)
     result = run.evaluate(arch, args.split, args.calib_batches)
     cost = run.space.cost(arch)
     out = {

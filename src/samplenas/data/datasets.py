@@ -28,6 +28,20 @@ FASHION_FILES = {
     "test_images": "t10k-images-idx3-ubyte",
     "test_labels": "t10k-labels-idx1-ubyte",
 }
+# label order of Fashion-MNIST and of scikit-learn digits
+FASHION_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+DIGITS_CLASSES = tuple(str(i) for i in range(10))
 
 
 @dataclass
@@ -59,6 +73,7 @@ class DataSplits:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     augment: str  # "crop-flip", "crop" or "none"
+    classes: tuple[str, ...] = ()  # class names in label order
 
     @property
     def image_size(self) -> int:
@@ -100,6 +115,15 @@ def _find_idx(directory: Path, stem: str) -> Path:
     )
 
 
+def looks_like_image_folder(directory: Path) -> bool:
+    """Whether ``directory`` holds class folders of images (itself or under ``train/``)."""
+    root = directory / "train" if (directory / "train").is_dir() else directory
+    for sub in root.iterdir():
+        if sub.is_dir() and any(f.suffix.lower() in IMAGE_SUFFIXES for f in sub.iterdir()):
+            return True
+    return False
+
+
 def _split_train_val(images: np.ndarray, labels: np.ndarray, val_size: int, seed: int):
     if not 0 < val_size < len(labels):
         raise UserError(f"data.val_size must be between 1 and {len(labels) - 1}, got {val_size}")
@@ -124,6 +148,13 @@ def load_fashion_mnist(data_dir: str | Path | None, val_size: int, seed: int) ->
             f"'sudo apt-get install -y dataset-fashion-mnist' or pass --data-dir DIR "
             f"holding the IDX files"
         )
+    if looks_like_image_folder(directory):
+        raise UserError(
+            f"'{directory}' is a folder of images, but the recipe's data.dataset is "
+            "fashion-mnist (IDX files); set data.dataset: folder and data.data_dir in the "
+            "recipe (or --set data.dataset=folder), with a space matching its channels and "
+            f"classes: 'samplenas init --data {directory} --out DIR' writes both"
+        )
     arrays = {k: _read_idx(_find_idx(directory, v)) for k, v in FASHION_FILES.items()}
     (tx, ty), (vx, vy) = _split_train_val(
         arrays["train_images"], arrays["train_labels"], val_size, seed
@@ -137,6 +168,7 @@ def load_fashion_mnist(data_dir: str | Path | None, val_size: int, seed: int) ->
         (0.2860,),
         (0.3530,),
         "crop-flip",
+        FASHION_CLASSES,
     )
 
 
@@ -160,6 +192,7 @@ def load_digits_dataset(val_size: int, seed: int) -> DataSplits:
         (0.3,),
         (0.36,),
         "crop",
+        DIGITS_CLASSES,
     )
 
 
@@ -253,6 +286,7 @@ def load_image_folder(
         mean,
         std,
         "crop-flip",
+        tuple(listing.classes),
     )
 
 

@@ -68,6 +68,7 @@ class StreamingSplits:
     image_size: int
     grayscale: bool
     workers: int  # DataLoader worker processes per rank
+    classes: tuple[str, ...] = ()  # class names in label order
 
     @property
     def channels(self) -> int:
@@ -110,6 +111,7 @@ def load_streaming_folder(
         image_size,
         grayscale,
         workers,
+        tuple(listing.classes),
     )
 
 

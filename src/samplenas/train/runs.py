@@ -50,6 +50,15 @@ class Run:
     weights: str = "trained"  # or "ema": the moving average of the trained weights
     device: torch.device = field(default_factory=default_device)
 
+    def class_names(self) -> list[str]:
+        """The class names in logit order: what exports and ``predict`` label logits with.
+
+        Taken from the dataset this run loads; the one place to read them from elsewhere.
+        """
+        from samplenas.data.preprocess import class_names
+
+        return class_names(self.data)
+
     def calibration(self, num_batches: int | None = None) -> list[torch.Tensor]:
         return calibration_set(self.data, self.cfg, num_batches)
 
@@ -129,7 +138,7 @@ def load_run(path: str | Path, data_dir: str | None = None, weights: str = "auto
     if not isinstance(space, MBConvSpace):
         raise UserError(f"space '{cfg.space}' has no supernet")
     data = load_run_data(cfg)
-    check_space_fits_data(space, data)
+    check_space_fits_data(space, data, cfg)
     supernet = build_supernet(space)
     state = load_checkpoint(path / CHECKPOINT)
     supernet.load_state_dict(state["model"])
