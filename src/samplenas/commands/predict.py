@@ -17,7 +17,7 @@ from samplenas.errors import UserError
 from samplenas.io import print_json
 
 NEEDED = ("classes", "color", "size", "resize", "scale", "mean", "std")
-MODEL_FILES = ("model.torchscript.pt", "model.pt2")  # either loads without samplenas
+MODEL_FILES = ("model.pt2", "model.torchscript.pt")  # either loads without samplenas
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,7 +48,9 @@ def read_export(folder: Path) -> dict[str, Any]:
 
 
 def load_model(folder: Path):
-    """The export's TorchScript model, or its torch.export program's module."""
+    """The export's torch.export program as a module, or its TorchScript model."""
+    import warnings
+
     import torch
 
     for name in MODEL_FILES:
@@ -57,7 +59,9 @@ def load_model(folder: Path):
             continue
         if name.endswith(".pt2"):
             return torch.export.load(str(path)).module()
-        return torch.jit.load(str(path), map_location="cpu").eval()
+        with warnings.catch_warnings():  # deprecated in favour of torch.export, still fine
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return torch.jit.load(str(path), map_location="cpu").eval()
     raise UserError(f"'{folder}' holds no model file ({' or '.join(MODEL_FILES)})")
 
 
