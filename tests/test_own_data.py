@@ -273,9 +273,10 @@ def test_arch_is_named_alike_in_eval_export_and_cost(readme_run, export_dir, cap
     assert costs == [pytest.approx(meta["mflops"])] * 3
     code, out, _ = run(capsys, "eval", "--run", run_dir, "--arch", str(export_dir / "arch.json"))
     assert code == 0 and f"{meta['mflops']:.2f} MFLOPs" in out
-    for bad in ("biggest", "nofile.json"):
-        code, _, err = run(capsys, "eval", "--run", run_dir, "--arch", bad)
-        assert code == 2 and "is not a Pareto id of the run's search" in err
+    code, _, err = run(capsys, "eval", "--run", run_dir, "--arch", "biggest")
+    assert code == 2 and "--arch 'biggest' is not a Pareto id of the run's search" in err
+    code, _, err = run(capsys, "export", "--run", run_dir, "--arch", "no.json", "--out", "x")
+    assert code == 2 and "cannot read architecture file 'no.json'" in err
     code, _, err = run(capsys, "cost", "--space", "tiny", "--arch", "0")
     assert code == 2 and "pass --run DIR" in err
 

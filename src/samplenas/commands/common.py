@@ -100,7 +100,8 @@ def resolve_arch(text: str, space: SearchSpace, run: Run | None = None) -> Arch:
                 "pass --run DIR or give the architecture as JSON"
             )
         return space.validate(pareto_member(run, int(text))["arch"])
-    if not text.strip().startswith(("{", "[")) and not Path(text).exists():
+    path_like = "/" in text or text.endswith(".json") or Path(text).exists()
+    if not text.strip().startswith(("{", "[")) and not path_like:
         raise UserError(f"--arch '{text}' is not {ARCH_HELP}")
     raw = read_json_arg(text)
     if isinstance(raw, dict) and isinstance(raw.get("arch"), dict):
