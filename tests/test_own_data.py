@@ -386,3 +386,26 @@ def test_search_progress_shows_the_best_so_far(monkeypatch):
     evaluate = lambda a: {"top1": next(scores), "loss": 1.0}  # noqa: E731
     run_evolution(space, evaluate, SearchConfig(4, 0, 0, 0), Archive(None))
     assert [s.split("%")[0] for s in shown] == ["best so far 50.00", *["best so far 80.00"] * 3]
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_recorded_preprocessing_reproduces_the_evaluation_tensors(tmp_path, streaming):
+    """What predict feeds a model equals what eval fed it, in memory and streamed."""
+    from samplenas.data import load_dataset, make_loader
+    from samplenas.data.preprocess import class_names, prepare_image, preprocessing
+
+    root = image_folder(tmp_path / "imgs", per_class=4)
+    data = load_dataset("folder", str(root), 2, 0, 24, streaming=streaming, workers=0)
+    rule = preprocessing(data)
+    assert rule["resize"] == ("center-crop" if streaming else "squash")
+    assert rule["size"] == [24, 24] and rule["channels"] == 3 and rule["color"] == "RGB"
+    assert class_names(data) == list(COLORS)
+    loader = make_loader(data, "test", 100, shuffle=False, augment=False, drop_last=False)
+    x, _ = next(iter(loader.epoch(0)))
+    paths = (
+        data.test.paths
+        if streaming
+        else sorted((root / "test").glob("*/*.png"), key=lambda p: (p.parent.name, p.name))
+    )
+    expected = torch.stack([torch.from_numpy(prepare_image(p, rule)) for p in paths])
+    assert torch.allclose(x, expected, atol=1e-5)
