@@ -105,12 +105,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     trainer = Trainer(cfg, out, resume=bool(args.resume), progress=not args.no_progress)
     try:
         summary = trainer.run()
-    except TrainingDiverged as exc:
-        if trainer.dist.is_main:
-            print(
-                f"samplenas: training diverged ({exc}); {_after_divergence(trainer)}",
-                file=sys.stderr,
-            )
+    except TrainingDiverged as exc:  # every rank says so: each stopped on its own
+        print(
+            f"samplenas: training diverged ({exc}); {_after_divergence(trainer)}",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         if trainer.dist.is_main:
