@@ -14,10 +14,12 @@ from samplenas.errors import UserError
 
 COMMAND_MODULES = (
     "samplenas.commands.spaces",
+    "samplenas.commands.init",
     "samplenas.commands.demo",
     "samplenas.commands.train",
     "samplenas.commands.search",
     "samplenas.commands.export",
+    "samplenas.commands.predict",
     "samplenas.commands.predictor",
     "samplenas.commands.bench",
 )

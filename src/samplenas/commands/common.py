@@ -1,12 +1,15 @@
-"""Argument types and options shared by the sub-commands (counts, evaluation options)."""
+"""Argument types and options shared by the sub-commands (counts, evaluation options,
+naming an architecture)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from samplenas.errors import UserError
 from samplenas.io import read_json_arg
 
 if TYPE_CHECKING:
@@ -14,13 +17,10 @@ if TYPE_CHECKING:
     from samplenas.space import Arch, SearchSpace
     from samplenas.train.runs import Run
 
-
-def read_arch(space: SearchSpace, text: str) -> Arch:
-    """An --arch argument: smallest, largest, the space's own notation, or JSON / a JSON file."""
-    if text in ("smallest", "largest"):
-        return getattr(space, text)()
-    arch = space.arch_from_text(text)
-    return arch if arch is not None else space.validate(read_json_arg(text))
+ARCH_HELP = (
+    "a Pareto id of the run's search (0, 1, ...), smallest, largest, inline JSON or a JSON "
+    "file (an export's arch.json too), or a NAS-Bench-201 cell string"
+)
 
 
 def positive_int(text: str) -> int:
@@ -100,3 +100,82 @@ def open_cache(path: Path, fingerprint: dict[str, Any]) -> Archive:
     if cache.notice:
         print(f"samplenas: {cache.notice}", file=sys.stderr)
     return cache
+
+
+def resolve_arch(text: str, space: SearchSpace, run: Run | None = None) -> Arch:
+    """The architecture ``--arch`` names, the same way in every command.
+
+    A Pareto id (needs ``run``: a member of its search's front, measured on its weights),
+    ``smallest``/``largest``, the space's own notation (a NAS-Bench-201 cell string),
+    inline JSON or a JSON file; a JSON object holding an ``arch`` (an export's
+    ``arch.json``, a row of ``pareto.json``) stands for that arch.
+    """
+    if text in ("smallest", "largest"):
+        return getattr(space, text)()
+    own = space.arch_from_text(text)  # a space's own notation (a NAS-Bench-201 cell string)
+    if own is not None:
+        return own
+    if text.isdigit():
+        if run is None:
+            raise UserError(
+                f"--arch {text} is a Pareto id, which names a member of a run's search; "
+                "pass --run DIR or give the architecture as JSON"
+            )
+        return space.validate(pareto_member(run, int(text))["arch"])
+    path_like = "/" in text or text.endswith(".json") or Path(text).exists()
+    if not text.strip().startswith(("{", "[")) and not path_like:
+        raise UserError(f"--arch '{text}' is not {ARCH_HELP}")
+    raw = read_json_arg(text)
+    if isinstance(raw, dict) and isinstance(raw.get("arch"), dict):
+        named = raw.get("space")
+        if isinstance(named, str) and named != space.name:
+            raise UserError(
+                f"--arch '{text}' is an architecture of space '{named}', not of '{space.name}'"
+            )
+        raw = raw["arch"]
+    return space.validate(raw)
+
+
+def pareto_member(run: Run, index: int) -> dict[str, Any]:
+    """Member ``index`` of the run's Pareto front, if the front was measured on its weights."""
+    path = Path(run.path) / "search" / "pareto.json"
+    if not path.is_file():
+        raise UserError(f"no Pareto front in '{run.path}'; run 'samplenas search' first")
+    front = _read_front(path)
+    _check_front_is_current(run, path)
+    if index >= len(front):
+        raise UserError(f"Pareto id {index} does not exist; the front has ids 0-{len(front) - 1}")
+    return front[index]
+
+
+def _check_front_is_current(run: Run, path: Path) -> None:
+    """A Pareto id names a member of the front measured on these weights, or nothing:
+    after a longer resume (or with other ``--weights``) the old ids describe other networks."""
+    from samplenas.train.checkpoint import CHECKPOINT
+
+    measured = json.loads(path.read_text()).get("fingerprint")
+    if isinstance(measured, dict):
+        now = run.weights_id()
+        stale = any(measured.get(k) != v for k, v in now.items())
+    else:  # a front from before fingerprints: it is stale if the checkpoint is newer
+        stale = (run.path / CHECKPOINT).stat().st_mtime > path.stat().st_mtime
+        measured = {}
+    if stale:
+        raise UserError(
+            f"'{path}' was measured on other weights (step {measured.get('checkpoint_step', '?')}, "
+            f"{measured.get('weights', '?')}) than the run's step {run.step} ({run.weights}); "
+            "run 'samplenas search' again or pass the architecture as JSON"
+        )
+
+
+def _read_front(path: Path) -> list[dict]:
+    """The members of a pareto.json, or UserError saying how it is damaged."""
+    try:
+        front = json.loads(path.read_text()).get("front")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as exc:
+        raise UserError(f"'{path}' is not a Pareto front; run 'samplenas search' again") from exc
+    if not isinstance(front, list) or not all(isinstance(m, dict) and "arch" in m for m in front):
+        raise UserError(
+            f"'{path}' lacks a 'front' list of members with an 'arch'; run 'samplenas search' again"
+        )
+    return front

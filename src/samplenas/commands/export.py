@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import json
 import warnings
 from pathlib import Path
+from typing import Any
 
 from samplenas.commands.common import (
+    ARCH_HELP,
     add_calib_batches_option,
     add_data_options,
     add_weights_option,
     open_run,
-    read_arch,
+    resolve_arch,
 )
+from samplenas.commands.export_readme import export_readme
 from samplenas.errors import UserError
-from samplenas.io import atomic_folder, atomic_write_json, print_json
+from samplenas.io import atomic_folder, atomic_write_json, atomic_write_text, print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--arch",
         required=True,
-        help="Pareto id from 'samplenas search', smallest, largest, or JSON / JSON file",
+        help=ARCH_HELP,
     )
     p.add_argument("--out", required=True, help="output folder")
     add_calib_batches_option(p)
@@ -32,54 +34,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_weights_option(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_export)
-
-
-def resolve(run, text: str):
-    if text.isdigit():
-        path = Path(run.path) / "search" / "pareto.json"
-        if not path.is_file():
-            raise UserError(f"no Pareto front in '{run.path}'; run 'samplenas search' first")
-        front = _read_front(path)
-        _check_front_is_current(run, path)
-        if int(text) >= len(front):
-            raise UserError(
-                f"Pareto id {text} does not exist; the front has ids 0-{len(front) - 1}"
-            )
-        return run.space.validate(front[int(text)]["arch"])
-    return read_arch(run.space, text)
-
-
-def _check_front_is_current(run, path: Path) -> None:
-    """A Pareto id names a member of the front measured on these weights, or nothing:
-    after a longer resume (or with other ``--weights``) the old ids describe other networks."""
-    from samplenas.train.checkpoint import CHECKPOINT
-
-    measured = json.loads(path.read_text()).get("fingerprint")
-    if isinstance(measured, dict):
-        now = run.weights_id()
-        stale = any(measured.get(k) != v for k, v in now.items())
-    else:  # a front from before fingerprints: it is stale if the checkpoint is newer
-        stale = (run.path / CHECKPOINT).stat().st_mtime > path.stat().st_mtime
-        measured = {}
-    if stale:
-        raise UserError(
-            f"'{path}' was measured on other weights (step {measured.get('checkpoint_step', '?')}, "
-            f"{measured.get('weights', '?')}) than the run's step {run.step} ({run.weights}); "
-            "run 'samplenas search' again or pass the architecture as JSON"
-        )
-
-
-def _read_front(path: Path) -> list[dict]:
-    """The members of a pareto.json, or UserError saying how it is damaged."""
-    try:
-        front = json.loads(path.read_text()).get("front")
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as exc:
-        raise UserError(f"'{path}' is not a Pareto front; run 'samplenas search' again") from exc
-    if not isinstance(front, list) or not all(isinstance(m, dict) and "arch" in m for m in front):
-        raise UserError(
-            f"'{path}' lacks a 'front' list of members with an 'arch'; run 'samplenas search' again"
-        )
-    return front
 
 
 def export_onnx(model, example, path: Path) -> str | None:
@@ -121,22 +75,31 @@ def check_replaceable(out: Path) -> None:
         )
 
 
+def export_metadata(run, arch, example) -> dict[str, Any]:
+    """What ``arch.json`` says: the arch, and what a user needs to feed the model and read
+    its output without guessing (class names in logit order, input shape, preprocessing)."""
+    from samplenas.data.preprocess import preprocessing
+
+    cost = run.space.cost(arch)
+    return {
+        "space": run.space.name,
+        "arch": arch.to_json(),
+        "weights": run.weights,
+        "mflops": cost.mflops,
+        "params_m": cost.params_m,
+        "classes": run.class_names(),
+        "input_shape": list(example.shape[1:]),
+        **preprocessing(run.data),
+    }
+
+
 def write_formats(run, arch, model, example, out: Path) -> tuple[dict[str, str], str | None]:
-    """Write arch.json and every model format into ``out``; return {kind: file name} and
-    why ONNX was skipped (None: written)."""
+    """Write arch.json, README.md and every model format into ``out``; return {kind: file
+    name} and why ONNX was skipped (None: written)."""
     import torch
 
-    atomic_write_json(
-        out / "arch.json",
-        {
-            "space": run.space.name,
-            "arch": arch.to_json(),
-            "weights": run.weights,
-            "input_shape": list(example.shape[1:]),
-            "mean": list(run.data.mean),
-            "std": list(run.data.std),
-        },
-    )
+    meta = export_metadata(run, arch, example)
+    atomic_write_json(out / "arch.json", meta)
     torch.save(model.state_dict(), out / "state_dict.pt")
     batch = torch.export.Dim("batch", min=1, max=1 << 16)
     program = torch.export.export(model, (example,), dynamic_shapes={"x": {0: batch}})
@@ -153,6 +116,8 @@ def write_formats(run, arch, model, example, out: Path) -> tuple[dict[str, str],
     skipped = export_onnx(model, example, out / "model.onnx")
     if skipped is None:
         files["onnx"] = "model.onnx"
+    atomic_write_text(out / "README.md", export_readme(meta, "onnx" in files))
+    files["readme"] = "README.md"
     return files, skipped
 
 
@@ -160,7 +125,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from samplenas.supernet import calibrate_bn
 
     run = open_run(args)
-    arch = resolve(run, args.arch)
+    arch = resolve_arch(args.arch, run.space, run)
     model = run.supernet.export(arch)
     calib = run.calibration(args.calib_batches)
     calibrate_bn(model, (x.contiguous() for x in calib), len(calib))

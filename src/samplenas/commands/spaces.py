@@ -4,24 +4,33 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
-from samplenas.commands.common import positive_int, read_arch
+from samplenas.commands.common import ARCH_HELP, positive_int, resolve_arch
+from samplenas.errors import UserError
 from samplenas.io import print_json
-from samplenas.space import list_spaces, load_space
+from samplenas.space import MBConvSpace, SearchSpace, list_spaces, load_space
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("spaces", help="list the shipped search spaces with size and FLOPs range")
+    p = sub.add_parser(
+        "spaces",
+        help="list the shipped search spaces with size and FLOPs range, or describe one space",
+    )
+    p.add_argument(
+        "space",
+        nargs="?",
+        help="a space file of your own (or a shipped name): its size, FLOPs and params range, "
+        "input, classes and stages",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_spaces)
 
     p = sub.add_parser("cost", help="analytic MFLOPs and parameters of one architecture")
-    p.add_argument("--space", required=True, help="space name or YAML path")
-    p.add_argument(
-        "--arch",
-        required=True,
-        help="inline JSON, a JSON file, smallest, largest, or a NAS-Bench-201 cell string",
-    )
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--space", help="space name or YAML path")
+    where.add_argument("--run", help="a run directory: its space, and Pareto ids of its search")
+    p.add_argument("--arch", required=True, help=ARCH_HELP)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_cost)
 
@@ -35,6 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_spaces(args: argparse.Namespace) -> int:
+    if args.space:
+        return describe_one(load_space(args.space), args.json)
     rows = [load_space(name).describe() for name in list_spaces()]
     if args.json:
         print_json(rows)
@@ -50,9 +61,90 @@ def cmd_spaces(args: argparse.Namespace) -> int:
     return 0
 
 
+def describe_space(space: SearchSpace) -> dict[str, Any]:
+    """What a space holds: size and cost range, and for MobileNet-style spaces the input,
+    classes and every stage's choices (what a user checks a space file of their own by)."""
+    info = space.describe()
+    if not isinstance(space, MBConvSpace):
+        return info
+    c = space.config
+    return {
+        **info,
+        "min_params_m": space.cost(space.smallest()).params_m,
+        "max_params_m": space.cost(space.largest()).params_m,
+        "in_channels": c.in_channels,
+        "num_classes": c.num_classes,
+        "resolution": list(c.resolution),
+        "stem": {
+            "width": list(c.stem_width),
+            "kernel_size": c.stem_kernel,
+            "stride": c.stem_stride,
+        },
+        "stages": [
+            {
+                "name": st.name,
+                "width": list(st.width),
+                "depth": list(st.depth),
+                "kernel_size": list(st.kernel_size),
+                "expand_ratio": list(st.expand_ratio),
+                "stride": st.stride,
+                "se": st.se,
+            }
+            for st in c.stages
+        ],
+        "head": {"width": list(c.head_width), "expand": c.head_expand},
+    }
+
+
+def describe_one(space: SearchSpace, as_json: bool) -> int:
+    info = describe_space(space)
+    if as_json:
+        print_json(info)
+        return 0
+    if "needs" in info:
+        raise UserError(f"space '{space.name}' needs an optional package: {info['needs']}")
+    print(f"space {info['name']}: {info['size']:.4g} architectures")
+    if info.get("min_mflops") is not None:
+        print(f"  MFLOPs {info['min_mflops']:.3f} - {info['max_mflops']:.3f}", end="")
+        if "min_params_m" in info:
+            print(f", params {info['min_params_m']:.4f} - {info['max_params_m']:.4f} M", end="")
+        print()
+    if "stages" not in info:
+        return 0
+    res = "/".join(map(str, info["resolution"]))
+    print(
+        f"  input {info['in_channels']} channel(s), resolution {res}; {info['num_classes']} classes"
+    )
+    stem = info["stem"]
+    print(
+        f"  {'stem':<6} width {_choices(stem['width'])}, {stem['kernel_size']}x"
+        f"{stem['kernel_size']} stride {stem['stride']}"
+    )
+    for st in info["stages"]:
+        print(
+            f"  {st['name']:<6} width {_choices(st['width'])}, depth {_choices(st['depth'])}, "
+            f"kernel {_choices(st['kernel_size'])}, expand {_choices(st['expand_ratio'])}, "
+            f"stride {st['stride']}" + (", SE" if st["se"] else "")
+        )
+    head = info["head"]
+    print(f"  {'head':<6} width {_choices(head['width'])}, expand {head['expand']}")
+    return 0
+
+
+def _choices(values: list[int]) -> str:
+    return "/".join(map(str, values))
+
+
 def cmd_cost(args: argparse.Namespace) -> int:
-    space = load_space(args.space)
-    arch = read_arch(space, args.arch)
+    if args.run:
+        from samplenas.train.runs import load_run
+
+        run = load_run(args.run)
+        arch = resolve_arch(args.arch, run.space, run)
+        space: SearchSpace = run.space
+    else:
+        space = load_space(args.space)
+        arch = resolve_arch(args.arch, space)
     cost = space.cost(arch)
     if args.json:
         print_json({"mflops": cost.mflops, "params_m": cost.params_m})

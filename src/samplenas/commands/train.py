@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from contextlib import nullcontext
 from pathlib import Path
 
 from samplenas.commands.common import (
+    ARCH_HELP,
     add_calib_batches_option,
     add_data_options,
     add_weights_option,
     open_run,
     positive_int,
-    read_arch,
+    resolve_arch,
 )
 from samplenas.errors import UserError
 from samplenas.io import print_json
@@ -57,9 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "eval", help="top-1 of one sub-network of a trained run (after BN calibration)"
     )
     p.add_argument("--run", required=True, help="run directory")
-    p.add_argument(
-        "--arch", default="largest", help="smallest, largest, or inline JSON / JSON file"
-    )
+    p.add_argument("--arch", default="largest", help=ARCH_HELP + " (default largest)")
     p.add_argument("--split", default="val", choices=["val", "test"])
     add_calib_batches_option(p)
     add_data_options(p)
@@ -123,13 +123,19 @@ def _train(args: argparse.Namespace, cfg, out: Path) -> int:
     )
     try:
         summary = trainer.run()
-    except TrainingDiverged as exc:
+    except TrainingDiverged as exc:  # every rank says so: each stopped on its own
         print(
-            f"samplenas: training diverged ({exc}); the last good checkpoint is kept in "
-            f"'{out}'. Lower train.lr or raise train.warmup_epochs, then --resume.",
+            f"samplenas: training diverged ({exc}); {_after_divergence(trainer)}",
             file=sys.stderr,
         )
         return 1
+    except KeyboardInterrupt:
+        if trainer.dist.is_main:
+            print(
+                f"samplenas: interrupted at step {trainer.step}; {_after_interrupt(trainer)}",
+                file=sys.stderr,
+            )
+        return 130
     finally:
         from samplenas.train.distributed import shutdown
 
@@ -147,9 +153,41 @@ def _train(args: argparse.Namespace, cfg, out: Path) -> int:
     return 0
 
 
+def resume_command(out: Path) -> str:
+    """The exact command that continues the run in ``out``."""
+    return f"samplenas train --resume {shlex.quote(str(out))}"
+
+
+def _after_interrupt(trainer) -> str:
+    """What the user can do after Ctrl-C: the command to resume, or that there is none."""
+    if trainer.saved_step is None:
+        return (
+            f"no checkpoint was written yet (every {trainer.cfg.checkpoint.every_steps} steps "
+            "and every epoch), so there is nothing to resume; run the same command again"
+        )
+    return (
+        f"the checkpoint of step {trainer.saved_step} is kept; continue with: "
+        f"{resume_command(trainer.out)}"
+    )
+
+
+def _after_divergence(trainer) -> str:
+    """A diverged run cannot be resumed as it was (it would diverge again): say what can."""
+    fix = "lower train.lr or raise train.warmup_epochs (--set train.lr=...)"
+    if trainer.saved_step is None:
+        return (
+            "it diverged before its first checkpoint, so there is nothing to resume; "
+            f"{fix} and start again"
+        )
+    return (
+        f"the last good checkpoint (step {trainer.saved_step}) is kept in '{trainer.out}'; "
+        f"{fix} and start a new run with another --out"
+    )
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     run = open_run(args)
-    arch = read_arch(run.space, args.arch)
+    arch = resolve_arch(args.arch, run.space, run)
     result = run.evaluate(arch, args.split, args.calib_batches)
     cost = run.space.cost(arch)
     out = {

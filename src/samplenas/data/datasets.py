@@ -114,6 +114,15 @@ def _find_idx(directory: Path, stem: str) -> Path:
     )
 
 
+def looks_like_image_folder(directory: Path) -> bool:
+    """Whether ``directory`` holds class folders of images (itself or under ``train/``)."""
+    root = directory / "train" if (directory / "train").is_dir() else directory
+    for sub in root.iterdir():
+        if sub.is_dir() and any(f.suffix.lower() in IMAGE_SUFFIXES for f in sub.iterdir()):
+            return True
+    return False
+
+
 def _split_train_val(images: np.ndarray, labels: np.ndarray, val_size: int, seed: int):
     if not 0 < val_size < len(labels):
         raise UserError(f"data.val_size must be between 1 and {len(labels) - 1}, got {val_size}")
@@ -139,6 +148,13 @@ def load_fashion_mnist(
             f"Fashion-MNIST not found at '{directory}': install it with "
             f"'sudo apt-get install -y dataset-fashion-mnist' or pass --data-dir DIR "
             f"holding the IDX files"
+        )
+    if looks_like_image_folder(directory):
+        raise UserError(
+            f"'{directory}' is a folder of images, but the recipe's data.dataset is "
+            "fashion-mnist (IDX files); set data.dataset: folder and data.data_dir in the "
+            "recipe (or --set data.dataset=folder), with a space matching its channels and "
+            f"classes: 'samplenas init --data {directory} --out DIR' writes both"
         )
     paths = {k: _find_idx(directory, v) for k, v in FASHION_FILES.items()}
     files = files_of(directory, paths.values())

@@ -8,6 +8,7 @@ on the held-out test split at the end.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -58,6 +59,7 @@ def run_evolution(
         total = min(total, cfg.budget)
     bar = tqdm(total=total, disable=not progress, unit="arch", dynamic_ncols=True)
     evaluated, new_evals, eval_seconds = 0, 0, 0.0
+    best: dict[str, Any] = {"val_top1": -math.inf}  # best so far, on the progress bar
     while not sampler.done() and evaluated < total:
         archs = sampler.ask()[: total - evaluated]
         if not archs:
@@ -80,8 +82,11 @@ def run_evolution(
                 new_evals += 1
             scores.append(row["val_top1"])
             evaluated += 1
+            best = row if row["val_top1"] > best["val_top1"] else best
+            bar.set_postfix_str(
+                f"best so far {best['val_top1']:.2f}% at {best['mflops']:.2f} MFLOPs", refresh=False
+            )
             bar.update(1)
-            bar.set_postfix(best=f"{max(scores):.2f}")
         sampler.tell(archs, scores)
     bar.close()
     return {

@@ -53,10 +53,13 @@ class Run:
     data_record: dict[str, Any] | None = None  # data.json; None for runs older than it
 
     def class_names(self) -> list[str]:
-        """The class names in label (logit) order, as the run was trained."""
-        if self.data_record is not None:
+        """The class names in label (logit) order, as the run was trained: what exports and
+        ``predict`` label logits with (the dataset's own for runs older than data.json)."""
+        from samplenas.data.preprocess import class_names
+
+        if self.data_record is not None and self.data_record.get("classes"):
             return list(self.data_record["classes"])
-        return list(self.data.classes)
+        return class_names(self.data)
 
     def preprocessing(self) -> dict[str, Any]:
         """What an image must go through to be scored as the run scored its images."""
@@ -158,7 +161,7 @@ def load_run(
     record = read_data_record(path)
     if record is not None and isinstance(data, DataSplits):  # normalise as trained
         data.mean, data.std = tuple(record["mean"]), tuple(record["std"])
-    check_space_fits_data(space, data)
+    check_space_fits_data(space, data, cfg)
     supernet = build_supernet(space)
     state = load_checkpoint(path / CHECKPOINT)
     supernet.load_state_dict(state["model"])

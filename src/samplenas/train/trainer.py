@@ -46,6 +46,16 @@ from samplenas.train.optim import sgd
 from samplenas.train.rundata import data_guard, resolve_run_inputs, write_data_record
 
 FAULT_ENV = "SAMPLENAS_FAULT_AT_STEP"  # tests: die abruptly after this step
+ESTIMATE_AFTER_STEPS = 10  # steps timed before the run says how long it will take
+
+
+def say(message: str) -> None:
+    """One line to the user on stderr, printed around a progress bar, not through it."""
+    tqdm.write(f"samplenas: {message}", file=sys.stderr)
+
+
+def minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
 class TrainingDiverged(RuntimeError):
@@ -100,13 +110,37 @@ def load_run_data(
     return data
 
 
-def check_space_fits_data(space: MBConvSpace, data: Splits) -> None:
+def check_space_fits_data(space: MBConvSpace, data: Splits, cfg: RunConfig | None = None) -> None:
+    """The space's input channels and classes must be the data's; else say what to change
+    and where (the recipe's space file, or a copy of the shipped one)."""
     c = space.config
-    if c.in_channels != data.channels or c.num_classes != data.num_classes:
-        raise UserError(
-            f"space '{space.name}' expects {c.in_channels}-channel images and {c.num_classes} "
-            f"classes but dataset '{data.name}' has {data.channels} and {data.num_classes}"
+    if c.in_channels == data.channels and c.num_classes == data.num_classes:
+        return
+    fix = []
+    if c.in_channels != data.channels:
+        fix.append(f"in_channels: {data.channels}")
+    if c.num_classes != data.num_classes:
+        fix.append(f"num_classes: {data.num_classes}")
+    # a run stores a user's space file as its declaration (a dict): name the space then
+    source = cfg.space if cfg and isinstance(cfg.space, str) else space.name
+    if Path(source).suffix in (".yaml", ".yml"):
+        where = f"set {' and '.join(fix)} in the space file '{source}'"
+    else:
+        from samplenas.space.registry import SPACES_DIR
+
+        where = (
+            f"'{source}' is a shipped space: copy '{SPACES_DIR / (source + '.yaml')}', set "
+            f"{' and '.join(fix)} in the copy and give its path as the recipe's space"
         )
+    gray = ""
+    folder = cfg is not None and cfg.data.dataset == "folder"
+    if c.in_channels != data.channels and folder and c.in_channels in (1, 3):
+        gray = f" (or, for an image folder, data.grayscale: {str(c.in_channels == 1).lower()})"
+    raise UserError(
+        f"space '{space.name}' expects {c.in_channels}-channel images and {c.num_classes} "
+        f"classes but dataset '{data.name}' has {data.channels}-channel images and "
+        f"{data.num_classes} classes; {where}{gray}"
+    )
 
 
 def clip_gradients(params: list[torch.Tensor], limit: float, mode: str) -> float:
@@ -167,7 +201,7 @@ class Trainer:
         self.space = space
         guard = data_guard(self.out, accept_data_change, self.dist.is_main) if resume else None
         self.data = load_run_data(cfg, self.out if self.dist.is_main else None, guard)
-        check_space_fits_data(space, self.data)
+        check_space_fits_data(space, self.data, cfg)
         t = cfg.train
         self.loader = make_loader(
             self.data,
@@ -211,6 +245,8 @@ class Trainer:
             cfg.sampler.name, space, seed=cfg.seed, **cfg.sampler.options
         )
         self.largest, self.smallest = space.largest(), space.smallest()
+        self.saved_step: int | None = None  # step of the checkpoint on disk (None: none yet)
+        self._epoch_losses: list[float] = []
         self.step = 0
         self.epoch = 0
         self.batch_in_epoch = 0
@@ -256,6 +292,7 @@ class Trainer:
             save_checkpoint(self.out / CHECKPOINT, self._state())
             if self.writer is not None:  # what the checkpoint saw survives a crash
                 self.writer.flush()
+        self.saved_step = self.step
 
     def _resume(self) -> None:
         path = self.out / CHECKPOINT
@@ -276,6 +313,7 @@ class Trainer:
         self.loader.load_state_dict(state["loader"])
         restore_rng(state["rng"])
         self.step, self.epoch = int(state["step"]), int(state["epoch"])
+        self.saved_step = self.step
         self.batch_in_epoch = int(state["batch_in_epoch"])
         self.history = json.loads(state["history"])
         self.train_seconds = float(state.get("train_seconds", 0.0))
@@ -431,10 +469,55 @@ class Trainer:
                 record[f"val_loss_{name}"] = r["loss"]
         self.history.append(record)
         self.log(record)
+        if self.dist.is_main:
+            say(self._epoch_line(record))
+        self._epoch_losses = []
         D.barrier(self.dist)
+
+    def _epoch_line(self, record: dict[str, Any]) -> str:
+        """One line per epoch, with or without a progress bar: where the run is, how well."""
+        parts = [
+            f"epoch {record['epoch']}/{self.cfg.train.epochs}",
+            f"step {self.step}/{self.total_steps}",
+        ]
+        if self._epoch_losses:
+            parts.append(f"loss (largest) {np.mean(self._epoch_losses):.3f}")
+        for name in ("smallest", "largest"):
+            if f"val_top1_{name}" in record:
+                parts.append(f"val top-1 {name} {record[f'val_top1_{name}']:.2f}%")
+        parts.append(f"{minutes(self._elapsed())} so far")
+        return ", ".join(parts)
+
+    def summary_line(self) -> str:
+        """What this run is: space, data, steps and device (said once at the start)."""
+        lo, hi = self.space.cost(self.smallest), self.space.cost(self.largest)
+        d = self.data
+        shape = f"{d.channels}x{d.image_size}x{d.image_size}"
+        start = f"resuming at step {self.step} of" if self.step else "training"
+        return (
+            f"space '{self.space.name}': {self.space.size():.3g} architectures, "
+            f"{lo.mflops:.3g}-{hi.mflops:.3g} MFLOPs; data '{d.name}': {len(d.train)} train / "
+            f"{len(d.val)} val / {len(d.test)} test images ({shape}, {d.num_classes} classes); "
+            f"{start} {self.total_steps} steps ({self.cfg.train.epochs} epochs x "
+            f"{self.steps_per_epoch} of batch {self.cfg.train.batch_size}) on "
+            f"{self.dist.device} ({torch.get_num_threads()} threads"
+            + (f", {self.dist.world_size} processes" if self.dist.world_size > 1 else "")
+            + f"), into '{self.out}'"
+        )
+
+    def _estimate(self, steps_timed: int, seconds: float) -> None:
+        """Say how long the rest of training takes at the speed of the steps just timed."""
+        left = self.total_steps - self.step
+        per_step = seconds / max(steps_timed, 1)
+        say(
+            f"{per_step:.2f} s a step over the first {steps_timed} steps: about "
+            f"{minutes(per_step * left)} for the {left} steps left (plus evaluations)"
+        )
 
     # -- the loop ---------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
+        if self.dist.is_main:
+            say(self.summary_line())
         bar = tqdm(
             total=self.total_steps,
             initial=self.step,
@@ -464,11 +547,19 @@ class Trainer:
         t = self.cfg.train
         fault_at = int(os.environ.get(FAULT_ENV, "0") or 0)
         window_start, window_images = time.perf_counter(), 0
+        first_step_done, timed = None, 0  # the estimate times steps after the first
         while self.epoch < t.epochs:
             for x, y in self.loader.epoch(self.epoch, self.batch_in_epoch):
                 x, y = x.to(self.dist.device), y.to(self.dist.device)
                 stats = self.train_step(x, y)
+                self._epoch_losses.append(stats["loss_largest"])
                 self.step += 1
+                if first_step_done is None:
+                    first_step_done = time.perf_counter()
+                else:
+                    timed += 1
+                    if timed == ESTIMATE_AFTER_STEPS and self.dist.is_main:
+                        self._estimate(timed, time.perf_counter() - first_step_done)
                 self.batch_in_epoch += 1
                 window_images += len(y) * self.dist.world_size
                 if self.step % 20 == 0 or self.step == 1:
