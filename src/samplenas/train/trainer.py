@@ -185,6 +185,7 @@ class Trainer:
         progress: bool = True,
         accept_data_change: bool = False,
     ) -> None:
+        as_given = cfg  # names the user's space file in messages; the run keeps its contents
         cfg = resolve_run_inputs(cfg, fresh=not resume)
         self.cfg = cfg
         self.out = Path(out)
@@ -197,11 +198,11 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         space = load_space(cfg.space)
         if not isinstance(space, MBConvSpace):
-            raise UserError(f"space '{cfg.space}' has no supernet; use a MobileNet-style space")
+            raise UserError(f"space '{space.name}' has no supernet; use a MobileNet-style space")
         self.space = space
         guard = data_guard(self.out, accept_data_change, self.dist.is_main) if resume else None
         self.data = load_run_data(cfg, self.out if self.dist.is_main else None, guard)
-        check_space_fits_data(space, self.data, cfg)
+        check_space_fits_data(space, self.data, as_given)
         t = cfg.train
         self.loader = make_loader(
             self.data,
