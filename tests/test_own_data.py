@@ -177,9 +177,10 @@ def test_a_run_keeps_its_space_data_paths_classes_and_preprocessing(trained, tmp
     assert "held out 12" in record["notes"][0]
     run = load_run(run_dir)
     assert run.class_names() == ["cat", "dog", "owl"]
-    pre = run.preprocessing()
-    assert pre["image_size"] == 8 and pre["channels"] == 3 and len(pre["mean"]) == 3
-    assert "resized to 8x8" in pre["resize"]
+    pre = run.preprocessing()  # one record: what data.json holds is what exports repeat
+    assert pre == record["preprocessing"] and pre["size"] == [8, 8] and pre["channels"] == 3
+    assert pre["resize"] == "squash" and pre["mean"] == list(run.data.mean)
+    assert "resized to 8x8" in record["decoding"]
 
 
 def test_eval_works_from_any_directory_without_decoding_again(
@@ -309,3 +310,115 @@ def test_streamed_folders_carry_the_same_record_and_decoding_shows_progress(tmp_
     load_dataset("folder", str(tmp_path), 5, image_size=8)
     # a bar over every image, shown only once decoding has taken a few seconds
     assert bars and bars[0]["total"] == 30 and bars[0]["delay"] >= 2
+
+
+# -- an accepted data change: same classes, same normalisation, recorded only on success --
+def copy_of(trained, where: Path) -> tuple[Path, Path]:
+    """A writable copy of the trained run and its images, its recipe pointing at the copy."""
+    run_dir, pics = trained
+    run, mine = where / "run", where / "pics"
+    shutil.copytree(run_dir, run)
+    shutil.copytree(pics, mine)
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    saved["data"]["data_dir"] = str(mine)
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    return run, mine
+
+
+def snapshot(run: Path) -> dict[str, bytes]:
+    """The run's data record, file list and decoded caches, byte for byte."""
+    names = ["data.json", "data-files.json.gz", *(p.name for p in run.glob("decoded-*.npz"))]
+    return {name: (run / name).read_bytes() for name in names}
+
+
+def test_renamed_classes_are_refused_even_when_the_change_is_accepted(trained, tmp_path, capsys):
+    run, pics = copy_of(trained, tmp_path)
+    (pics / "owl").rename(pics / "ant")  # labels would shift: ant=0, cat=1, dog=2
+    before = snapshot(run)
+    capsys.readouterr()
+    for argv in (
+        ["eval", "--run", str(run)],
+        ["export", "--run", str(run), "--arch", "smallest", "--out", str(tmp_path / "x")],
+        ["train", "--resume", str(run), "--epochs", "2", "--no-progress"],
+    ):
+        assert main([*argv, "--accept-data-change"]) == 2, argv
+        err = capsys.readouterr().err
+        assert "classes of run" in err and "Traceback" not in err, argv
+        assert "['cat', 'dog', 'owl']" in err and "['ant', 'cat', 'dog']" in err, argv
+        assert snapshot(run) == before, argv  # nothing recorded, no cache replaced
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_command_failing_after_the_data_check_leaves_the_run_as_it_was(trained, tmp_path, capsys):
+    run, pics = copy_of(trained, tmp_path)
+    Image.new("RGB", (10, 10)).save(pics / "cat" / "new.png")
+    before = snapshot(run)
+    capsys.readouterr()
+    # the run kept no weight average: load_run fails after reading the (changed) data
+    assert main(["eval", "--run", str(run), "--weights", "ema", "--accept-data-change"]) == 2
+    assert "kept no weight average" in capsys.readouterr().err
+    assert snapshot(run) == before
+    for cls in ("cat", "dog", "owl"):  # too few images left for one batch of 16
+        for image in sorted((pics / cls).glob("*.png"))[10:]:
+            image.unlink()
+    resume = ["train", "--resume", str(run), "--epochs", "2", "--no-progress"]
+    assert main([*resume, "--accept-data-change"]) == 2
+    assert "batch_size is larger than the training split" in capsys.readouterr().err
+    assert snapshot(run) == before
+
+
+def test_an_accepted_change_keeps_the_recorded_normalisation_everywhere(trained, tmp_path, capsys):
+    from samplenas.train import Trainer
+    from samplenas.train.config import load_run_config
+
+    run, pics = copy_of(trained, tmp_path)
+    record = json.loads((run / "data.json").read_text())
+    mean, std = record["preprocessing"]["mean"], record["preprocessing"]["std"]
+    for i in range(12):  # white images: decoded afresh, the folder's mean would move
+        Image.new("RGB", (10, 10), (255, 255, 255)).save(pics / "dog" / f"w{i}.png")
+    fresh = load_dataset("folder", str(pics), val_size=20, image_size=8)
+    assert list(fresh.mean) != pytest.approx(mean)
+    cfg = load_run_config(run, {"train": {"epochs": 2}})
+    trainer = Trainer(cfg, run, resume=True, progress=False, accept_data_change=True)
+    assert list(trainer.data.mean) == mean and list(trainer.data.std) == std
+    assert "accepted and recorded" in capsys.readouterr().err
+    assert load_run(run).data.mean == trainer.data.mean
+    out = tmp_path / "x"
+    assert main(["export", "--run", str(run), "--arch", "smallest", "--out", str(out)]) == 0
+    meta = json.loads((out / "arch.json").read_text())
+    assert meta["mean"] == mean and meta["size"] == [8, 8] and meta["resize"] == "squash"
+
+
+def test_accepting_a_change_waits_for_a_train_holding_the_run(trained, tmp_path, capsys):
+    run, pics = copy_of(trained, tmp_path)
+    Image.new("RGB", (10, 10)).save(pics / "cat" / "new.png")
+    before = snapshot(run)
+    with run_lock(run):  # as a running train holds it
+        assert main(["eval", "--run", str(run), "--accept-data-change"]) == 2
+    err = capsys.readouterr().err
+    assert f"(pid {os.getpid()} on" in err and "accept the data change again" in err
+    assert snapshot(run) == before
+    assert main(["eval", "--run", str(run), "--accept-data-change"]) == 0
+    assert json.loads((run / "data.json").read_text())["history"][0]["accepted"] == "1 added"
+
+
+def test_space_mismatch_of_a_stored_or_inline_space_points_at_no_shipped_file(
+    trained, tmp_path, capsys
+):
+    run, _ = copy_of(trained, tmp_path)
+    for name in ("data.json", "data-files.json.gz"):  # a run from before the record
+        (run / name).unlink()
+    two = make_images(tmp_path / "two", per_class=20, classes=("cat", "dog"))
+    capsys.readouterr()
+    assert main(["eval", "--run", str(run), "--data-dir", str(two)]) == 2
+    err = capsys.readouterr().err
+    assert f"run '{run}' was built for 3 classes and 3-channel images" in err
+    assert "shipped" not in err and "--data-dir" in err
+    recipe = yaml.safe_load(write_recipe(tmp_path, str(two), "tiny").read_text())
+    recipe["space"] = yaml.safe_load((SPACES_DIR / "tiny.yaml").read_text())  # inline
+    (tmp_path / "inline.yaml").write_text(yaml.safe_dump(recipe))
+    argv = ["train", "--config", str(tmp_path / "inline.yaml"), "--out", str(tmp_path / "r")]
+    assert main([*argv, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "set in_channels: 3 and num_classes: 2 in the recipe's space mapping" in err
+    assert "shipped" not in err

@@ -78,8 +78,6 @@ def check_replaceable(out: Path) -> None:
 def export_metadata(run, arch, example) -> dict[str, Any]:
     """What ``arch.json`` says: the arch, and what a user needs to feed the model and read
     its output without guessing (class names in logit order, input shape, preprocessing)."""
-    from samplenas.data.preprocess import preprocessing
-
     cost = run.space.cost(arch)
     return {
         "space": run.space.name,
@@ -89,7 +87,7 @@ def export_metadata(run, arch, example) -> dict[str, Any]:
         "params_m": cost.params_m,
         "classes": run.class_names(),
         "input_shape": list(example.shape[1:]),
-        **preprocessing(run.data),
+        **run.preprocessing(),  # as recorded when the run was trained
     }
 
 

@@ -37,7 +37,9 @@ FASHION_CLASSES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 ]  # fmt: skip
-OnFiles = Callable[[DataFiles], None]  # told what a dataset reads before it is decoded
+# told what a dataset reads before it is decoded; False: the files are not (yet) the run's
+# own, so no decoded copy of them is kept in the run directory
+OnFiles = Callable[[DataFiles], bool | None]
 
 
 @dataclass
@@ -353,12 +355,13 @@ def load_image_folder(
     """An image folder (see ``list_image_folder``) decoded into memory at ``image_size``.
 
     With ``cache_dir`` (a run directory) the decoded arrays are kept there, keyed by the
-    folder's files and the split, so eval, search and export do not decode it again.
+    folder's files and the split, so eval, search and export do not decode it again
+    (unless ``on_files`` says the files are not the run's).
     """
     listing = list_image_folder(root, val_size, seed)
     files = files_of(listing.root, listing.files())
-    if on_files:
-        on_files(files)
+    if on_files and on_files(files) is False:
+        cache_dir = None
     key = json.dumps([files.sha256, image_size, grayscale, val_size, seed])
     cache = None
     if cache_dir is not None:

@@ -1,6 +1,7 @@
 """How a run turns an image file into the tensor its models see, recorded and replayed.
 
-An export records this rule (``preprocessing``) in its ``arch.json``; ``samplenas predict``
+A run records this rule (``preprocessing``) in its ``data.json`` when it starts, and an
+export repeats the run's record in its ``arch.json``; ``samplenas predict``
 and the export's README apply it (``prepare_image``), so a model is never fed images
 resized, scaled or normalised differently from the ones it was trained and scored on.
 """

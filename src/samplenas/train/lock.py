@@ -1,4 +1,5 @@
-"""One run at a time per directory: ``train`` holds ``run.lock`` while it writes there.
+"""One run at a time per directory: ``train`` holds ``run.lock`` while it writes there
+(and eval, search and export while they record an accepted data change).
 
 Two trainers writing one checkpoint would each overwrite the other's state. The lock is
 an OS file lock (``flock``) on ``run.lock``, which also holds the owner's pid and host
@@ -32,7 +33,10 @@ def _owner(path: Path) -> dict[str, object]:
     return owner if isinstance(owner, dict) else {}
 
 
-def _acquire(path: Path) -> int:
+TRAIN_ADVICE = "wait for it to finish or stop it, or use another --out"
+
+
+def _acquire(path: Path, advice: str) -> int:
     """An open descriptor of ``path`` holding its lock; the live owner is a UserError."""
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -43,8 +47,7 @@ def _acquire(path: Path) -> int:
             owner = _owner(path)
             raise UserError(
                 f"run directory '{path.parent}' is in use by another samplenas train "
-                f"(pid {owner.get('pid', '?')} on {owner.get('host', '?')}); wait for it "
-                "to finish or stop it, or use another --out"
+                f"(pid {owner.get('pid', '?')} on {owner.get('host', '?')}); {advice}"
             ) from None
         try:  # the lock holder may have removed the file meanwhile: lock the new one
             if os.fstat(fd).st_ino == os.stat(path).st_ino:
@@ -55,13 +58,14 @@ def _acquire(path: Path) -> int:
 
 
 @contextmanager
-def run_lock(run_dir: str | Path) -> Iterator[None]:
-    """Hold ``run_dir``'s lock for the body (see the module docstring)."""
+def run_lock(run_dir: str | Path, advice: str = TRAIN_ADVICE) -> Iterator[None]:
+    """Hold ``run_dir``'s lock for the body (see the module docstring); ``advice`` ends
+    the message when another process holds it."""
     run_dir = Path(run_dir)
     created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / LOCK
-    fd = _acquire(path)
+    fd = _acquire(path, advice)
     try:
         stale = _owner(path)
         if stale:

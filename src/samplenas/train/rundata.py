@@ -3,11 +3,12 @@
 At the start of a fresh run the recipe's user space file is copied into ``config.yaml``
 as a mapping and ``data.data_dir`` is made absolute (``resolve_run_inputs``), so editing
 the space file or changing directory later changes nothing. ``data.json`` records the
-class names in label order, the channels, image size, normalisation and resize rule, where
+class names in label order, the preprocessing rule (channels, size, resize, mean, std), where
 the splits came from, and the data's fingerprint (``data-files.json.gz`` lists every file
 with its size). Eval, search, export and resume compare the data they read against it
 (``data_guard``): a changed dataset is refused, or, when the user accepts it, recorded in
-``data.json``'s ``history`` — never silently used with a re-drawn validation split.
+``data.json``'s ``history`` once the command's checks passed — never silently used with a
+re-drawn validation split, nor with other class names.
 Runs from before this record keep working; they are not checked.
 """
 
@@ -17,17 +18,19 @@ import dataclasses
 import gzip
 import json
 import sys
+from contextlib import nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from samplenas.data import Splits
-from samplenas.data.datasets import OnFiles
+from samplenas.data import DataSplits, Splits
 from samplenas.data.fingerprint import DataFiles
+from samplenas.data.preprocess import preprocessing
 from samplenas.errors import UserError
 from samplenas.io import atomic_write, atomic_write_json
 from samplenas.space.registry import space_declaration
 from samplenas.train.config import RunConfig
+from samplenas.train.lock import run_lock
 
 DATA_RECORD = "data.json"
 DATA_FILES = "data-files.json.gz"  # {relative path: bytes} of every file the data reads
@@ -54,11 +57,8 @@ def write_data_record(run_dir: Path, data: Splits) -> None:
     record = {
         "dataset": data.name,
         "classes": list(data.classes),
-        "channels": data.channels,
-        "image_size": data.image_size,
-        "mean": list(data.mean),
-        "std": list(data.std),
-        "resize": data.resize,
+        "preprocessing": preprocessing(data),  # what exports record and predict replays
+        "decoding": data.resize,  # the same, in words
         "splits": {s: len(data.split(s)) for s in ("train", "val", "test")},
         "notes": list(data.notes),
         "files": data.files.summary(),
@@ -97,39 +97,72 @@ def _read_files(run_dir: Path) -> dict[str, int]:
         ) from exc
 
 
-def data_guard(run_dir: Path, accept: bool = False, write: bool = True) -> OnFiles | None:
-    """A ``load_dataset`` hook that holds a run to the data it was trained on.
+class DataGuard:
+    """Holds a run to the data it was trained on: a ``load_dataset`` ``on_files`` hook,
+    then ``hold`` on the loaded data and ``commit`` once the command's checks passed.
 
-    Changed files exit 2 naming what changed, unless ``accept``: then the change is
-    recorded in ``data.json`` (when ``write``; under torchrun only rank 0 writes) and the
-    data are used as they are now. None for a run without a record.
+    Changed files exit 2 naming what changed, unless ``accept``: then the change is only
+    noted, the run's decoded copy is left alone, and ``commit`` records it in ``data.json``
+    — so a command that fails after loading the data leaves the run as it was. Changed
+    class names are refused even when accepted: the run's logits follow its own classes.
     """
-    run_dir = Path(run_dir)
-    record = read_data_record(run_dir)
-    if record is None:
-        return None
 
-    def check(files: DataFiles) -> None:
-        if files.sha256 == record["files"]["sha256"]:
-            return
-        change = files.changes_since(_read_files(run_dir)) or "the same files, other sizes"
-        where = record["files"]["root"]
-        if not accept:
+    def __init__(self, run_dir: Path, record: dict[str, Any], accept: bool) -> None:
+        self.run_dir, self.record, self.accept = run_dir, record, accept
+        self.change: tuple[DataFiles, str] | None = None  # accepted, not yet recorded
+
+    def __call__(self, files: DataFiles) -> bool:
+        """Whether ``files`` are the run's own (only they may be kept decoded in the run)."""
+        if files.sha256 == self.record["files"]["sha256"]:
+            return True
+        change = files.changes_since(_read_files(self.run_dir)) or "the same files, other sizes"
+        if not self.accept:
             raise UserError(
-                f"the data of run '{run_dir}' changed since it was trained (in '{files.root}' "
-                f"against '{where}': {change}); its validation split would no longer be the "
-                f"one it was trained beside: restore the data, or pass {ACCEPT_FLAG} to use "
-                "it as it is now (recorded in the run)"
+                f"the data of run '{self.run_dir}' changed since it was trained (in "
+                f"'{files.root}' against '{self.record['files']['root']}': {change}); its "
+                "validation split would no longer be the one it was trained beside: restore "
+                f"the data, or pass {ACCEPT_FLAG} to use it as it is now (recorded in the run)"
             )
+        self.change = (files, change)
+        return False
+
+    def hold(self, data: Splits) -> None:
+        """``data`` labelled and normalised as the run was trained: the same class names
+        in the same order (else exit 2), the recorded mean and std."""
+        old = self.record.get("classes")
+        if old is not None and list(data.classes) != list(old):
+            raise UserError(
+                f"the classes of run '{self.run_dir}' changed since it was trained (was "
+                f"{old}, now {list(data.classes)}); its outputs follow the old list, so "
+                f"images would be scored against the wrong labels even with {ACCEPT_FLAG}: "
+                "restore the class folders' names, or train a new run on this data"
+            )
+        if isinstance(data, DataSplits):  # streamed folders normalise by fixed constants
+            rule = self.record.get("preprocessing", self.record)  # top level: older records
+            data.mean, data.std = tuple(rule["mean"]), tuple(rule["std"])
+
+    def commit(self, lock: bool = True) -> None:
+        """Record an accepted change in ``data.json``, under the run's lock when ``lock``
+        (``train`` holds it already)."""
+        if self.change is None:
+            return
+        files, change = self.change
+        advice = "let it finish, then accept the data change again"
+        with run_lock(self.run_dir, advice) if lock else nullcontext():
+            _record_change(self.run_dir, self.record, files, change)
+        self.change = None
         print(
             f"samplenas: data changed ({change}); accepted and recorded in "
-            f"'{run_dir / DATA_RECORD}'",
+            f"'{self.run_dir / DATA_RECORD}'",
             file=sys.stderr,
         )
-        if write:
-            _record_change(run_dir, record, files, change)
 
-    return check
+
+def data_guard(run_dir: Path, accept: bool = False) -> DataGuard | None:
+    """The ``DataGuard`` of a run; None for a run without a data record."""
+    run_dir = Path(run_dir)
+    record = read_data_record(run_dir)
+    return None if record is None else DataGuard(run_dir, record, accept)
 
 
 def _record_change(run_dir: Path, record: dict[str, Any], files: DataFiles, change: str) -> None:

@@ -10,14 +10,14 @@ from typing import Any
 
 import torch
 
-from samplenas.data import DataSplits, Loader, Splits
+from samplenas.data import Loader, Splits
 from samplenas.errors import UserError
 from samplenas.space import Arch, MBConvSpace, load_space
 from samplenas.train.checkpoint import CHECKPOINT, load_checkpoint
 from samplenas.train.config import RunConfig, load_run_config
 from samplenas.train.ema import averaged_parameters
 from samplenas.train.evaluate import calibration_set, eval_loader, evaluate_subnet
-from samplenas.train.rundata import data_guard, read_data_record
+from samplenas.train.rundata import data_guard
 from samplenas.train.trainer import build_supernet, check_space_fits_data, load_run_data
 
 EvaluationFingerprint = dict[str, Any]  # flat: key -> JSON scalar
@@ -41,42 +41,16 @@ def default_device() -> torch.device:
 
 
 @dataclass
-class Run:
+class RunWeights:
+    """A run's recipe, space and supernet weights, without its data: enough to cost an
+    architecture and to check a Pareto id against the weights its front was measured on."""
+
     path: Path
     cfg: RunConfig
     space: MBConvSpace
-    data: Splits
     supernet: torch.nn.Module
     step: int
     weights: str = "trained"  # or "ema": the moving average of the trained weights
-    device: torch.device = field(default_factory=default_device)
-    data_record: dict[str, Any] | None = None  # data.json; None for runs older than it
-
-    def class_names(self) -> list[str]:
-        """The class names in label (logit) order, as the run was trained: what exports and
-        ``predict`` label logits with (the dataset's own for runs older than data.json)."""
-        from samplenas.data.preprocess import class_names
-
-        if self.data_record is not None and self.data_record.get("classes"):
-            return list(self.data_record["classes"])
-        return class_names(self.data)
-
-    def preprocessing(self) -> dict[str, Any]:
-        """What an image must go through to be scored as the run scored its images."""
-        record = self.data_record or {}
-        return {
-            "channels": record.get("channels", self.data.channels),
-            "image_size": record.get("image_size", self.data.image_size),
-            "resize": record.get("resize", self.data.resize),
-            "mean": list(record.get("mean", self.data.mean)),
-            "std": list(record.get("std", self.data.std)),
-        }
-
-    def calibration(self, num_batches: int | None = None) -> list[torch.Tensor]:
-        return calibration_set(self.data, self.cfg, num_batches)
-
-    def eval_loader(self, split: str, limit: int | None = None) -> Loader:
-        return eval_loader(self.data, self.cfg, split, limit)
 
     @cached_property
     def _weights_hash(self) -> str:
@@ -90,6 +64,40 @@ class Run:
             "weights": self.weights,
             "weights_sha256": self._weights_hash,
         }
+
+
+@dataclass(kw_only=True)
+class Run(RunWeights):
+    """A run with its data, held to what it was trained on: what eval, search and export
+    score with."""
+
+    data: Splits
+    device: torch.device = field(default_factory=default_device)
+    data_record: dict[str, Any] | None = None  # data.json; None for runs older than it
+
+    def class_names(self) -> list[str]:
+        """The class names in label (logit) order, as the run was trained: what exports and
+        ``predict`` label logits with (the dataset's own for runs older than data.json)."""
+        from samplenas.data.preprocess import class_names
+
+        if self.data_record is not None and self.data_record.get("classes"):
+            return list(self.data_record["classes"])
+        return class_names(self.data)
+
+    def preprocessing(self) -> dict[str, Any]:
+        """The rule an image goes through to be scored as the run scored its images: the
+        one recorded at training (``data.preprocess.preprocessing``), or, for runs older
+        than that record, the live data's."""
+        from samplenas.data.preprocess import preprocessing
+
+        recorded = (self.data_record or {}).get("preprocessing")
+        return dict(recorded) if recorded else preprocessing(self.data)
+
+    def calibration(self, num_batches: int | None = None) -> list[torch.Tensor]:
+        return calibration_set(self.data, self.cfg, num_batches)
+
+    def eval_loader(self, split: str, limit: int | None = None) -> Loader:
+        return eval_loader(self.data, self.cfg, split, limit)
 
     def fingerprint(
         self, calib: list[torch.Tensor], split: str, loader: Loader
@@ -136,18 +144,8 @@ class Run:
         return self.score(arch, self.calibration(calib_batches), self.eval_loader(split))
 
 
-def load_run(
-    path: str | Path,
-    data_dir: str | None = None,
-    weights: str = "auto",
-    accept_data_change: bool = False,
-) -> Run:
-    """``weights``: "auto" takes the moving average when the run kept one, else the
-    trained weights; "ema" / "trained" insist on one of them. Data that changed since
-    training exit 2 unless ``accept_data_change`` (see ``rundata.data_guard``)."""
-    if weights not in ("auto", "ema", "trained"):
-        raise ValueError(f"weights must be auto, ema or trained, not {weights!r}")
-    path = Path(path)
+def _open_recipe(path: Path, data_dir: str | None = None) -> tuple[RunConfig, MBConvSpace]:
+    """A trained run's recipe (``data_dir`` overriding its data folder) and its space."""
     if not (path / "config.yaml").is_file() or not (path / CHECKPOINT).is_file():
         raise UserError(
             f"'{path}' is not a trained run directory (needs config.yaml and {CHECKPOINT})"
@@ -156,12 +154,14 @@ def load_run(
     torch.set_num_threads(cfg.train.threads or torch.get_num_threads())
     space = load_space(cfg.space)
     if not isinstance(space, MBConvSpace):
-        raise UserError(f"space '{cfg.space}' has no supernet")
-    data = load_run_data(cfg, path, data_guard(path, accept_data_change))
-    record = read_data_record(path)
-    if record is not None and isinstance(data, DataSplits):  # normalise as trained
-        data.mean, data.std = tuple(record["mean"]), tuple(record["std"])
-    check_space_fits_data(space, data, cfg)
+        raise UserError(f"space '{space.name}' of run '{path}' has no supernet")
+    return cfg, space
+
+
+def _weights(path: Path, cfg: RunConfig, space: MBConvSpace, weights: str) -> RunWeights:
+    """The supernet of ``path`` with its ``weights`` (see ``load_run``)."""
+    if weights not in ("auto", "ema", "trained"):
+        raise ValueError(f"weights must be auto, ema or trained, not {weights!r}")
     supernet = build_supernet(space)
     state = load_checkpoint(path / CHECKPOINT)
     supernet.load_state_dict(state["model"])
@@ -172,4 +172,39 @@ def load_run(
         supernet.load_state_dict(averaged_parameters(state["ema"], supernet), strict=False)
     if cfg.train.channels_last:
         supernet = supernet.to(memory_format=torch.channels_last)
-    return Run(path, cfg, space, data, supernet, int(state["step"]), chosen, data_record=record)
+    return RunWeights(path, cfg, space, supernet, int(state["step"]), chosen)
+
+
+def load_run_weights(path: str | Path, weights: str = "auto") -> RunWeights:
+    """A run's recipe, space and weights, without reading its data (``samplenas cost``
+    checks a Pareto id against them)."""
+    path = Path(path)
+    return _weights(path, *_open_recipe(path), weights)
+
+
+def run_space(path: str | Path) -> MBConvSpace:
+    """A trained run's space, from its recipe alone."""
+    return _open_recipe(Path(path))[1]
+
+
+def load_run(
+    path: str | Path,
+    data_dir: str | None = None,
+    weights: str = "auto",
+    accept_data_change: bool = False,
+) -> Run:
+    """``weights``: "auto" takes the moving average when the run kept one, else the
+    trained weights; "ema" / "trained" insist on one of them. Data that changed since
+    training exit 2 unless ``accept_data_change`` (see ``rundata.DataGuard``); an accepted
+    change is recorded only once the run opened without error."""
+    path = Path(path)
+    cfg, space = _open_recipe(path, data_dir)
+    guard = data_guard(path, accept_data_change)
+    data = load_run_data(cfg, path, guard)
+    check_space_fits_data(space, data, cfg, path)
+    w = _weights(path, cfg, space, weights)
+    if guard is None:  # a run from before data.json
+        return Run(path, cfg, space, w.supernet, w.step, w.weights, data=data)
+    guard.commit()  # every check passed: record an accepted change
+    record = guard.record
+    return Run(path, cfg, space, w.supernet, w.step, w.weights, data=data, data_record=record)

@@ -25,11 +25,11 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from samplenas.data import Splits, load_dataset, make_loader
-from samplenas.data.datasets import OnFiles
 from samplenas.errors import UserError
 from samplenas.io import atomic_write_json, atomic_write_text
 from samplenas.samplers import Sampler, make_sampler
-from samplenas.space import Arch, MBConvSpace, load_space
+from samplenas.space import Arch, MBConvSpace, list_spaces, load_space
+from samplenas.space.registry import SPACES_DIR
 from samplenas.train import distributed as D
 from samplenas.train import runlog
 from samplenas.train.checkpoint import (
@@ -43,7 +43,12 @@ from samplenas.train.config import RunConfig, record_resume, resume_changes
 from samplenas.train.ema import make_ema
 from samplenas.train.evaluate import calibration_set, eval_loader, evaluate_subnet
 from samplenas.train.optim import sgd
-from samplenas.train.rundata import data_guard, resolve_run_inputs, write_data_record
+from samplenas.train.rundata import (
+    DataGuard,
+    data_guard,
+    resolve_run_inputs,
+    write_data_record,
+)
 
 FAULT_ENV = "SAMPLENAS_FAULT_AT_STEP"  # tests: die abruptly after this step
 ESTIMATE_AFTER_STEPS = 10  # steps timed before the run says how long it will take
@@ -86,11 +91,13 @@ def distill_targets(
 
 
 def load_run_data(
-    cfg: RunConfig, cache_dir: Path | None = None, on_files: OnFiles | None = None
+    cfg: RunConfig, cache_dir: Path | None = None, guard: DataGuard | None = None
 ) -> Splits:
     """The recipe's dataset: in memory, or a streamed image folder (``data.streaming``).
 
-    ``cache_dir`` keeps a decoded image folder; ``on_files`` checks its files first.
+    ``cache_dir`` keeps a decoded image folder. ``guard`` (a run's) checks the files first
+    and holds the data to the run's classes and normalisation: the one place training,
+    eval, search and export all get them from.
     """
     d = cfg.data
     data = load_dataset(
@@ -103,16 +110,21 @@ def load_run_data(
         streaming=d.streaming,
         workers=d.workers,
         cache_dir=cache_dir,
-        on_files=on_files,
+        on_files=guard,
     )
     if d.train_subset:
         data.train = data.train.head(d.train_subset)
+    if guard is not None:
+        guard.hold(data)
     return data
 
 
-def check_space_fits_data(space: MBConvSpace, data: Splits, cfg: RunConfig | None = None) -> None:
+def check_space_fits_data(
+    space: MBConvSpace, data: Splits, cfg: RunConfig | None = None, run_dir: Path | None = None
+) -> None:
     """The space's input channels and classes must be the data's; else say what to change
-    and where (the recipe's space file, or a copy of the shipped one)."""
+    and where: the recipe's space file, a copy of a shipped space, the recipe's inline
+    space, or, for an existing run (``run_dir``), the data it was built for."""
     c = space.config
     if c.in_channels == data.channels and c.num_classes == data.num_classes:
         return
@@ -121,21 +133,28 @@ def check_space_fits_data(space: MBConvSpace, data: Splits, cfg: RunConfig | Non
         fix.append(f"in_channels: {data.channels}")
     if c.num_classes != data.num_classes:
         fix.append(f"num_classes: {data.num_classes}")
-    # a run stores a user's space file as its declaration (a dict): name the space then
-    source = cfg.space if cfg and isinstance(cfg.space, str) else space.name
-    if Path(source).suffix in (".yaml", ".yml"):
-        where = f"set {' and '.join(fix)} in the space file '{source}'"
-    else:
-        from samplenas.space.registry import SPACES_DIR
-
-        where = (
-            f"'{source}' is a shipped space: copy '{SPACES_DIR / (source + '.yaml')}', set "
-            f"{' and '.join(fix)} in the copy and give its path as the recipe's space"
-        )
+    fix_text = " and ".join(fix)
+    source = cfg.space if cfg is not None else space.name
     gray = ""
     folder = cfg is not None and cfg.data.dataset == "folder"
     if c.in_channels != data.channels and folder and c.in_channels in (1, 3):
         gray = f" (or, for an image folder, data.grayscale: {str(c.in_channels == 1).lower()})"
+    if run_dir is not None:  # the run's space is fixed by its weights: fit the data to it
+        raise UserError(
+            f"run '{run_dir}' was built for {c.num_classes} classes and {c.in_channels}-"
+            f"channel images but dataset '{data.name}' has {data.num_classes} classes and "
+            f"{data.channels}-channel images; point --data-dir at the data it was trained "
+            f"on, or train a new run on this data with {fix_text} in its space"
+        )
+    if isinstance(source, str) and source in list_spaces():
+        where = (
+            f"'{source}' is a shipped space: copy '{SPACES_DIR / (source + '.yaml')}', set "
+            f"{fix_text} in the copy and give its path as the recipe's space"
+        )
+    elif isinstance(source, str):
+        where = f"set {fix_text} in the space file '{source}'"
+    else:
+        where = f"set {fix_text} in the recipe's space mapping"
     raise UserError(
         f"space '{space.name}' expects {c.in_channels}-channel images and {c.num_classes} "
         f"classes but dataset '{data.name}' has {data.channels}-channel images and "
@@ -200,9 +219,9 @@ class Trainer:
         if not isinstance(space, MBConvSpace):
             raise UserError(f"space '{space.name}' has no supernet; use a MobileNet-style space")
         self.space = space
-        guard = data_guard(self.out, accept_data_change, self.dist.is_main) if resume else None
+        guard = data_guard(self.out, accept_data_change) if resume else None
         self.data = load_run_data(cfg, self.out if self.dist.is_main else None, guard)
-        check_space_fits_data(space, self.data, as_given)
+        check_space_fits_data(space, self.data, as_given, self.out if resume else None)
         t = cfg.train
         self.loader = make_loader(
             self.data,
@@ -257,6 +276,8 @@ class Trainer:
         self.writer = None
         if resume:
             self._resume()
+            if guard is not None and self.dist.is_main:  # every check passed: record it
+                guard.commit(lock=False)  # train holds the run's lock already
         elif self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             runlog.start_fresh(self.out)  # an earlier run that died early left its logs
