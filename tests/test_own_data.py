@@ -402,6 +402,21 @@ def test_accepting_a_change_waits_for_a_train_holding_the_run(trained, tmp_path,
     assert json.loads((run / "data.json").read_text())["history"][0]["accepted"] == "1 added"
 
 
+def test_cost_of_a_run_reads_no_data(trained, tmp_path, capsys):
+    run, pics = copy_of(trained, tmp_path)
+    search = ["search", "--run", str(run), "--population", "2", "--iterations", "0"]
+    assert main([*search, "--no-progress"]) == 0
+    pics.rename(tmp_path / "moved")  # no data left where the run expects it
+    capsys.readouterr()
+    for arch in ("0", "smallest"):
+        assert main(["cost", "--run", str(run), "--arch", arch, "--json"]) == 0, arch
+        assert json.loads(capsys.readouterr().out)["mflops"] > 0
+    assert main(["cost", "--run", str(run), "--arch", "biggest"]) == 2
+    assert "the space's own notation (e.g. a NAS-Bench-201 cell string)" in (
+        capsys.readouterr().err
+    )
+
+
 def test_space_mismatch_of_a_stored_or_inline_space_points_at_no_shipped_file(
     trained, tmp_path, capsys
 ):

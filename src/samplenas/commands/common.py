@@ -15,11 +15,12 @@ from samplenas.io import read_json_arg
 if TYPE_CHECKING:
     from samplenas.search.archive import Archive
     from samplenas.space import Arch, SearchSpace
-    from samplenas.train.runs import Run
+    from samplenas.train.runs import Run, RunWeights
 
 ARCH_HELP = (
     "a Pareto id of the run's search (0, 1, ...), smallest, largest, inline JSON or a JSON "
-    "file (an export's arch.json too), or a NAS-Bench-201 cell string"
+    "file (an export's arch.json too), or the space's own notation (e.g. a NAS-Bench-201 "
+    "cell string)"
 )
 
 
@@ -102,7 +103,7 @@ def open_cache(path: Path, fingerprint: dict[str, Any]) -> Archive:
     return cache
 
 
-def resolve_arch(text: str, space: SearchSpace, run: Run | None = None) -> Arch:
+def resolve_arch(text: str, space: SearchSpace, run: RunWeights | None = None) -> Arch:
     """The architecture ``--arch`` names, the same way in every command.
 
     A Pareto id (needs ``run``: a member of its search's front, measured on its weights),
@@ -136,7 +137,7 @@ def resolve_arch(text: str, space: SearchSpace, run: Run | None = None) -> Arch:
     return space.validate(raw)
 
 
-def pareto_member(run: Run, index: int) -> dict[str, Any]:
+def pareto_member(run: RunWeights, index: int) -> dict[str, Any]:
     """Member ``index`` of the run's Pareto front, if the front was measured on its weights."""
     path = Path(run.path) / "search" / "pareto.json"
     if not path.is_file():
@@ -148,7 +149,7 @@ def pareto_member(run: Run, index: int) -> dict[str, Any]:
     return front[index]
 
 
-def _check_front_is_current(run: Run, path: Path) -> None:
+def _check_front_is_current(run: RunWeights, path: Path) -> None:
     """A Pareto id names a member of the front measured on these weights, or nothing:
     after a longer resume (or with other ``--weights``) the old ids describe other networks."""
     from samplenas.train.checkpoint import CHECKPOINT

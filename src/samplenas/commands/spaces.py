@@ -136,12 +136,13 @@ def _choices(values: list[int]) -> str:
 
 
 def cmd_cost(args: argparse.Namespace) -> int:
-    if args.run:
-        from samplenas.train.runs import load_run
+    if args.run:  # the run's recipe, and its weights only to check a Pareto id: no data
+        from samplenas.train.runs import load_run_weights, run_space
 
-        run = load_run(args.run)
-        arch = resolve_arch(args.arch, run.space, run)
-        space: SearchSpace = run.space
+        pareto_id = args.arch.isdigit()
+        run = load_run_weights(args.run) if pareto_id else None
+        space: SearchSpace = run.space if run else run_space(args.run)
+        arch = resolve_arch(args.arch, space, run)
     else:
         space = load_space(args.space)
         arch = resolve_arch(args.arch, space)
