@@ -147,11 +147,22 @@ def test_init_finds_grey_images(tmp_path, capsys):
     assert space["in_channels"] == 1 and space["num_classes"] == 2
 
 
+def test_init_takes_class_folders_without_train_as_training_does(tmp_path, capsys):
+    data = image_folder(tmp_path / "imgs", per_class=6, test=False)
+    for cls in COLORS:
+        (data / "train" / cls).rename(data / cls)
+    (data / "train").rmdir()
+    code, out, err = run(capsys, "init", "--data", str(data), "--out", str(tmp_path / "d"))
+    assert code == 0, err
+    assert "3 classes (cat, dog, fox)" in out
+
+
 def test_init_refuses_what_it_cannot_use(tmp_path, capsys):
     flat = tmp_path / "flat"
     flat.mkdir()
     code, _, err = run(capsys, "init", "--data", str(flat), "--out", str(tmp_path / "d"))
-    assert code == 2 and "no train/ folder" in err and "Traceback" not in err
+    assert code == 2 and "must hold one folder per class (found 0)" in err
+    assert "Traceback" not in err
     data = image_folder(tmp_path / "imgs", per_class=3, test=False)
     used = tmp_path / "used"
     used.mkdir()

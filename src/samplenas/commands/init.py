@@ -41,7 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="write a space and a recipe sized to an image folder (train/<class>/...)",
     )
     p.add_argument(
-        "--data", required=True, help="image folder: train/<class>/*, optional val/, test/"
+        "--data",
+        required=True,
+        help="image folder: train/<class>/* (or <class>/*), optional val/, test/",
     )
     p.add_argument("--out", required=True, help="folder to write space.yaml and recipe.yaml into")
     p.add_argument(
@@ -68,14 +70,10 @@ class FolderFacts:
 
 
 def inspect_folder(root: Path) -> FolderFacts:
-    """Classes, channels, typical size and counts, by the rules training lists them with."""
+    """Classes, channels, typical size and counts, by the rules training lists them with
+    (``train/<class>/`` or, without ``train/``, ``<class>/`` folders in ``root``)."""
     from samplenas.data.datasets import list_image_folder
 
-    if not (root / "train").is_dir():
-        raise UserError(
-            f"'{root}' has no train/ folder; put the images in '{root}/train/<class>/' "
-            "(one folder per class; val/ and test/ alike are optional)"
-        )
     listing = list_image_folder(root, 1, 0)
     files = np.concatenate([listing.train[0], listing.val[0]])
     picks = files[np.linspace(0, len(files) - 1, min(SAMPLE_IMAGES, len(files))).astype(int)]
@@ -253,7 +251,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     held = (
         "test/ is the test set"
         if facts.has_test
-        else f"no test/: {facts.test_images} images of train/ are held out as the test set"
+        else f"no test/: {facts.test_images} images of the training ones are the test set"
     )
     found = (
         f"{len(facts.classes)} classes ({', '.join(facts.classes)}), "
