@@ -22,7 +22,7 @@ from samplenas.latency.timing import TimingSettings
 from samplenas.predictors import kendall_tau
 from samplenas.space import MBConvSpace
 
-MIN_FOR_CORRECTION = 8  # 3 coefficients need at least 4 networks to fit, 4 to score
+MIN_FOR_CORRECTION = 12  # 3 coefficients: fit on at least twice as many networks
 WORST = 3
 
 
