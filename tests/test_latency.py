@@ -314,3 +314,21 @@ def test_cuda_build_and_measure(capsys, tmp_path):
         "--json",
     )
     assert code == 0 and json.loads(stdout)["latency_ms"] > 0
+
+
+def test_measure_refuses_a_table_of_other_conditions(capsys, tmp_path, tiny):
+    out = tmp_path / "t.json"
+    keys = [b.key(tiny) for b in inventory(tiny)]
+    LatencyTable("tiny", (6, 8), TimingSettings(threads=2), dict.fromkeys(keys, 0.1), 0.0).save(out)
+    argv = ["latency", "measure", "--space", "tiny", "--arch", "smallest", "--warmup", "1"]
+    argv += ["--repeats", "2", "--table", str(out), "--json"]
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and "threads=2" in err
+    code, stdout, _ = run(capsys, *argv, "--threads", "2")
+    assert code == 0 and json.loads(stdout)["predicted_ms"] == pytest.approx(
+        table_sum(tiny, tiny.smallest())
+    )
+
+
+def table_sum(space, arch) -> float:
+    return 0.1 * len(arch_blocks(space, arch))

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from samplenas.commands.common import ARCH_HELP, positive_int, resolve_arch
+from samplenas.errors import UserError
 from samplenas.io import print_json
 from samplenas.space import load_space
 
@@ -132,6 +133,22 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _same_conditions(recorded: dict, here: dict, path: str) -> None:
+    """A prediction printed beside a measurement must be of the same conditions (the
+    number of warm-up and timed runs aside), or the two numbers are not comparable."""
+    from samplenas.latency.table import differing_setting
+
+    timing_only = {k: v for k, v in recorded.items() if k not in ("space", "resolutions")}
+    for k in ("warmup", "repeats"):
+        timing_only.pop(k), here.pop(k)
+    diff = differing_setting(timing_only, dict(here))
+    if diff:
+        raise UserError(
+            f"latency table '{path}' was measured with {diff} (this measurement); "
+            "pass the table's settings or leave out --table"
+        )
+
+
 def cmd_measure(args: argparse.Namespace) -> int:
     from samplenas.latency import load_table, time_arch
 
@@ -145,7 +162,9 @@ def cmd_measure(args: argparse.Namespace) -> int:
         "settings": settings.to_json(),
     }
     if args.table:
-        result["predicted_ms"] = load_table(args.table).predict(space, arch)
+        table = load_table(args.table)
+        _same_conditions(table.settings_json(), settings.to_json(), args.table)
+        result["predicted_ms"] = table.predict(space, arch)
     if args.json:
         print_json(result)
         return 0

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from samplenas.errors import UserError
 from samplenas.space import Arch, MBConvSpace, SearchSpace
 from samplenas.space.mbconv_cost import conv_out
 from samplenas.supernet.layers import ConvBNAct
@@ -51,8 +52,6 @@ class Block:
 
 def require_mbconv(space: SearchSpace) -> MBConvSpace:
     """Latency tables are built per block, which only MobileNet-style spaces declare."""
-    from samplenas.errors import UserError
-
     if not isinstance(space, MBConvSpace):
         raise UserError(
             f"space '{space.name}' is not a MobileNet-style space; latency tables need one "
