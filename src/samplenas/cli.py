@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "samplenas.commands.predict",
     "samplenas.commands.predictor",
     "samplenas.commands.bench",
+    "samplenas.commands.latency",
 )
 
 

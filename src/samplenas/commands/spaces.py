@@ -31,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     where.add_argument("--space", help="space name or YAML path")
     where.add_argument("--run", help="a run directory: its space, and Pareto ids of its search")
     p.add_argument("--arch", required=True, help=ARCH_HELP)
+    p.add_argument(
+        "--latency", metavar="FILE", help="a 'samplenas latency build' table: add latency_ms"
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_cost)
 
@@ -147,10 +150,19 @@ def cmd_cost(args: argparse.Namespace) -> int:
         space = load_space(args.space)
         arch = resolve_arch(args.arch, space)
     cost = space.cost(arch)
+    result = {"mflops": cost.mflops, "params_m": cost.params_m}
+    if args.latency:
+        from samplenas.latency import load_table
+        from samplenas.latency.blocks import require_mbconv
+
+        result["latency_ms"] = load_table(args.latency).predict(require_mbconv(space), arch)
     if args.json:
-        print_json({"mflops": cost.mflops, "params_m": cost.params_m})
-    else:
-        print(f"{cost.mflops:.2f} MFLOPs, {cost.params_m:.3f} M parameters")
+        print_json(result)
+        return 0
+    line = f"{cost.mflops:.2f} MFLOPs, {cost.params_m:.3f} M parameters"
+    if args.latency:
+        line += f", {result['latency_ms']:.3f} ms (latency table)"
+    print(line)
     return 0
 
 

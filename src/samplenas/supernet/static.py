@@ -56,6 +56,41 @@ class MBConvBlock(nn.Module):
         return self.shortcut(x) + drop_path(y, self.drop_path_rate, self.training)
 
 
+def add_head_layers(
+    module: nn.Module, c_in: int, expand: int, c_last: int, classes: int, act: str, dropout: float
+) -> None:
+    """Give ``module`` the head's layers under the names MBConvNet's state dict uses."""
+    mid = expand * c_in
+    module.final_expand = ConvBNAct(c_in, mid, 1, act=act)
+    module.feature_mix = nn.Sequential(PointwiseConv2d(mid, c_last), activation(act))
+    module.dropout = nn.Dropout(dropout)
+    module.classifier = nn.Linear(c_last, classes)
+
+
+def head_features(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The head up to the classifier: 1x1 expand -> global pool -> 1x1 mix."""
+    x = module.final_expand(x)
+    x = torch.mean(x, dim=(2, 3), keepdim=True)
+    return torch.flatten(module.feature_mix(x), 1)
+
+
+class MBConvHead(nn.Module):
+    """The head of an MBConvNet on its own (what a per-block latency table times).
+
+    MBConvNet holds the same layers as its own attributes, so its state dict keeps the
+    names exported models and checkpoints use.
+    """
+
+    def __init__(
+        self, c_in: int, expand: int, c_last: int, classes: int, act: str, dropout: float = 0.0
+    ) -> None:
+        super().__init__()
+        add_head_layers(self, c_in, expand, c_last, classes, act, dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(head_features(self, x)))
+
+
 class MBConvNet(nn.Module):
     """Resize -> stem -> MBConv stages -> head (1x1 expand, pool, 1x1 mix, dropout, linear)."""
 
@@ -91,18 +126,11 @@ class MBConvNet(nn.Module):
                 )
                 c_in = widths[i + 1]
         self.blocks = nn.Sequential(*blocks)
-        mid = cfg.head_expand * c_in
-        self.final_expand = ConvBNAct(c_in, mid, 1, act=act)
-        self.feature_mix = nn.Sequential(PointwiseConv2d(mid, widths[-1]), activation(act))
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(widths[-1], cfg.num_classes)
+        add_head_layers(self, c_in, cfg.head_expand, widths[-1], cfg.num_classes, act, dropout)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = resize_input(x, self.resolution, self.resize_mode)
-        x = self.blocks(self.stem(x))
-        x = self.final_expand(x)
-        x = torch.mean(x, dim=(2, 3), keepdim=True)
-        return torch.flatten(self.feature_mix(x), 1)
+        return head_features(self, self.blocks(self.stem(x)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.dropout(self.forward_features(x)))
