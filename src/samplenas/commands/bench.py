@@ -88,7 +88,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     )
     for key in ["valid", *extra]:
         print(f"  {key}: {result['curves'][key]}")
-    digits = 2 if result["unit"] == "%" else 4
+    digits = 2 if result["unit"] == "%" and result["metric"] == "best accuracy" else 4
     width = 16 + (digits + 4) * len(extra)
     print(f"{'strategy':<14}" + "".join(f"{f'q={q}':>{width}}" for q in marks))
     for name, c in result["strategies"].items():
