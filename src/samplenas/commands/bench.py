@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--strategies",
         default="random,re,npred",
         help="comma-separated: random, re, npred, npred-2stage, npred-rf, npred-mlp, "
-        "bananas (iterative GCN refits, BANANAS-style)",
+        "bananas (GCN refit every 10 queries, BANANAS-style)",
     )
     p.add_argument("--budget", type=positive_int, default=300, help="queries per run")
     p.add_argument("--runs", type=positive_int, default=100, help="independent runs per strategy")
