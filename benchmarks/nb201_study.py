@@ -44,9 +44,14 @@ def bench_name(dataset: str) -> str:
     return f"nas-bench-201:{dataset}"
 
 
+def stem(dataset: str) -> str:
+    """File name part of a dataset ('cifar100:mean' -> 'cifar100-mean')."""
+    return dataset.replace(":", "-")
+
+
 def run_strategy(dataset: str, strategy: str, runs: int, budget: int, npred_n: int) -> dict:
     """One strategy's curves on one dataset (its own file: the unit a killed study redoes)."""
-    path = OUT / f"{dataset}_{strategy}.json"
+    path = OUT / f"{stem(dataset)}_{strategy}.json"
     if path.is_file():
         return json.loads(path.read_text())
     result = compare(bench_name(dataset), [strategy], budget, runs, npred_n=npred_n)
@@ -57,13 +62,13 @@ def run_strategy(dataset: str, strategy: str, runs: int, budget: int, npred_n: i
 
 def merged(dataset: str, npred_n: int, strategies: list[str]) -> dict:
     """All strategies of a dataset (each run by ``run_strategy``) in one result, plotted."""
-    parts = [json.loads((OUT / f"{dataset}_{s}.json").read_text()) for s in strategies]
+    parts = [json.loads((OUT / f"{stem(dataset)}_{s}.json").read_text()) for s in strategies]
     out = {k: v for k, v in parts[0].items() if k not in ("strategies", "wall_seconds", "runs")}
     out["runs"] = {s: p["runs"] for s, p in zip(strategies, parts, strict=True)}
     out["npred_n"] = npred_n
     out["strategies"] = {s: p["strategies"][s] for s, p in zip(strategies, parts, strict=True)}
     out["wall_seconds"] = {s: p["wall_seconds"] for s, p in zip(strategies, parts, strict=True)}
-    plot_curves(out, OUT / f"{dataset}.png")
+    plot_curves(out, OUT / f"{stem(dataset)}.png")
     return out
 
 
@@ -275,7 +280,8 @@ def main() -> None:
     ap.add_argument("--bananas-budget", type=int, default=200)
     ap.add_argument("--budget", type=int, default=500)
     ap.add_argument("--nvsk-n", nargs="+", type=int, default=[10, 20, 50, 90])
-    ap.add_argument("--parts", nargs="+", default=["tune", "final", "tau", "speed", "graph"])
+    parts = ["tune", "final", "noise-free", "tau", "speed", "graph"]
+    ap.add_argument("--parts", nargs="+", default=parts)
     ap.add_argument("--report", action="store_true", help="rewrite BENCHMARKS.md's tables")
     args = ap.parse_args()
     summary_path = OUT.parent / "nb201_summary.json"
@@ -315,6 +321,14 @@ def main() -> None:
             summary["datasets"][ds]["top"] = top_of_table(
                 ds, summary["datasets"][ds]["re_final_expected"]
             )
+        atomic_write_json(summary_path, summary)
+    if "noise-free" in args.parts:  # the same search with seed-mean queries
+        for s in ("re", "npred"):
+            for ds in NB201_DATASETS:
+                run_strategy(f"{ds}:mean", s, args.runs, args.budget, npred_n)
+        summary["noise_free"] = {
+            ds: summarise(merged(f"{ds}:mean", npred_n, ["re", "npred"])) for ds in NB201_DATASETS
+        }
         atomic_write_json(summary_path, summary)
     if "tau" in args.parts:
         for ds in NB201_DATASETS:

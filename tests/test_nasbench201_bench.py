@@ -280,3 +280,13 @@ def test_iterative_refits_fit_on_everything_seen_and_query_the_predicted_top(c10
     seen_first = set(asked[:10])
     best = [c10.archs[i] for i in order if c10.archs[i] not in seen_first]
     assert asked[10:40] == best[:30]  # greedy on the oracle: the best cells, best first
+
+
+def test_mean_mode_queries_the_seed_mean_and_bad_modes_exit_2(capsys):
+    table = load_benchmark("nas-bench-201:cifar100:mean")
+    arch = table.space.from_key("333133")
+    ev = Evaluator(table, seed=0)
+    assert {ev.query(arch) for _ in range(5)} == {ev.expected(arch)}
+    assert table.name == "nas-bench-201:cifar100:mean" and table.seeds is None
+    assert main(["bench", "--benchmark", "nas-bench-201:cifar100:median", "--budget", "60"]) == 2
+    assert "':mean'" in capsys.readouterr().err
