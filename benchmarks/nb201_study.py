@@ -262,6 +262,27 @@ def report(summary: dict) -> dict[str, str]:
             f"`{speed['command']}`: **{speed['wall_seconds']:.1f} s** "
             f"({speed['workers']} worker processes)"
         )
+    if "noise_free" in summary:
+        rows = [
+            "| dataset | queries | RE @100 | npred @100 | RE @500 | npred: queries to RE @500 | "
+            "cells ≥ RE @500 | top-1% seed std |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for ds, s in summary["datasets"].items():
+            for label, part in (("one seed (real)", s), ("seed mean", summary["noise_free"][ds])):
+                m = part["marks"]
+                rows.append(
+                    f"| {ds} | {label} | {m['re']['100']['expected'][0]:.2f} | "
+                    f"{m['npred']['100']['expected'][0]:.2f} | {part['re_final_expected']:.2f} | "
+                    f"{fmt_q(part['queries_to_re_final']['npred'])} | "
+                    + (
+                        f"{s['top']['cells_reaching_target']} | "
+                        f"{s['top']['top1pct_seed_std_mean']:.2f} |"
+                        if part is s and "top" in s
+                        else "| |"
+                    )
+                )
+        tables["nb201_noise"] = "\n".join(rows)
     if "nvsk" in summary:
         nv = summary["nvsk"]
         rows = ["| N | expected @100 | expected @500 |", "|---|---|---|"]
