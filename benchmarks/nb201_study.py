@@ -279,7 +279,7 @@ def report(summary: dict) -> dict[str, str]:
                         f"{s['top']['cells_reaching_target']} | "
                         f"{s['top']['top1pct_seed_std_mean']:.2f} |"
                         if part is s and "top" in s
-                        else "| |"
+                        else "– | – |"
                     )
                 )
         tables["nb201_noise"] = "\n".join(rows)
