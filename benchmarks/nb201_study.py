@@ -44,9 +44,14 @@ def bench_name(dataset: str) -> str:
     return f"nas-bench-201:{dataset}"
 
 
+def stem(dataset: str) -> str:
+    """File name part of a dataset ('cifar100:mean' -> 'cifar100-mean')."""
+    return dataset.replace(":", "-")
+
+
 def run_strategy(dataset: str, strategy: str, runs: int, budget: int, npred_n: int) -> dict:
     """One strategy's curves on one dataset (its own file: the unit a killed study redoes)."""
-    path = OUT / f"{dataset}_{strategy}.json"
+    path = OUT / f"{stem(dataset)}_{strategy}.json"
     if path.is_file():
         return json.loads(path.read_text())
     result = compare(bench_name(dataset), [strategy], budget, runs, npred_n=npred_n)
@@ -57,13 +62,13 @@ def run_strategy(dataset: str, strategy: str, runs: int, budget: int, npred_n: i
 
 def merged(dataset: str, npred_n: int, strategies: list[str]) -> dict:
     """All strategies of a dataset (each run by ``run_strategy``) in one result, plotted."""
-    parts = [json.loads((OUT / f"{dataset}_{s}.json").read_text()) for s in strategies]
+    parts = [json.loads((OUT / f"{stem(dataset)}_{s}.json").read_text()) for s in strategies]
     out = {k: v for k, v in parts[0].items() if k not in ("strategies", "wall_seconds", "runs")}
     out["runs"] = {s: p["runs"] for s, p in zip(strategies, parts, strict=True)}
     out["npred_n"] = npred_n
     out["strategies"] = {s: p["strategies"][s] for s, p in zip(strategies, parts, strict=True)}
     out["wall_seconds"] = {s: p["wall_seconds"] for s, p in zip(strategies, parts, strict=True)}
-    plot_curves(out, OUT / f"{dataset}.png")
+    plot_curves(out, OUT / f"{stem(dataset)}.png")
     return out
 
 
@@ -155,6 +160,21 @@ def summarise(result: dict) -> dict:
     return out
 
 
+def top_of_table(dataset: str, target: float) -> dict:
+    """How narrow the top is: cells whose expected accuracy reaches ``target`` (RE's mean at
+    500), the best cell, and the per-query noise (std over seeds) among the top 1%."""
+    table = load_benchmark(bench_name(dataset))
+    top = table.valid >= np.quantile(table.valid, 0.99)
+    noise = [float(np.std(table.seeds[i])) for i in np.flatnonzero(top) if len(table.seeds[i]) > 1]
+    return {
+        "cells": len(table.archs),
+        "cells_reaching_target": int((table.valid >= target - 1e-12).sum()),
+        "best_expected": float(table.valid.max()),
+        "top1pct_range": [float(table.valid[top].min()), float(table.valid.max())],
+        "top1pct_seed_std_mean": float(np.mean(noise)),
+    }
+
+
 def graph_summary() -> dict:
     """NAS-Bench-Graph from the tabular study's committed curves: its light tables hold seed
     means only, so the queried and expected scores are one; the target is the seed-mean
@@ -242,6 +262,27 @@ def report(summary: dict) -> dict[str, str]:
             f"`{speed['command']}`: **{speed['wall_seconds']:.1f} s** "
             f"({speed['workers']} worker processes)"
         )
+    if "noise_free" in summary:
+        rows = [
+            "| dataset | queries | RE @100 | npred @100 | RE @500 | npred: queries to RE @500 | "
+            "cells ≥ RE @500 | top-1% seed std |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for ds, s in summary["datasets"].items():
+            for label, part in (("one seed (real)", s), ("seed mean", summary["noise_free"][ds])):
+                m = part["marks"]
+                rows.append(
+                    f"| {ds} | {label} | {m['re']['100']['expected'][0]:.2f} | "
+                    f"{m['npred']['100']['expected'][0]:.2f} | {part['re_final_expected']:.2f} | "
+                    f"{fmt_q(part['queries_to_re_final']['npred'])} | "
+                    + (
+                        f"{s['top']['cells_reaching_target']} | "
+                        f"{s['top']['top1pct_seed_std_mean']:.2f} |"
+                        if part is s and "top" in s
+                        else "– | – |"
+                    )
+                )
+        tables["nb201_noise"] = "\n".join(rows)
     if "nvsk" in summary:
         nv = summary["nvsk"]
         rows = ["| N | expected @100 | expected @500 |", "|---|---|---|"]
@@ -260,7 +301,8 @@ def main() -> None:
     ap.add_argument("--bananas-budget", type=int, default=200)
     ap.add_argument("--budget", type=int, default=500)
     ap.add_argument("--nvsk-n", nargs="+", type=int, default=[10, 20, 50, 90])
-    ap.add_argument("--parts", nargs="+", default=["tune", "final", "tau", "speed", "graph"])
+    parts = ["tune", "final", "noise-free", "tau", "speed", "graph"]
+    ap.add_argument("--parts", nargs="+", default=parts)
     ap.add_argument("--report", action="store_true", help="rewrite BENCHMARKS.md's tables")
     args = ap.parse_args()
     summary_path = OUT.parent / "nb201_summary.json"
@@ -297,6 +339,17 @@ def main() -> None:
                 print(ds, s, "done", flush=True)
         for ds in NB201_DATASETS:
             summary["datasets"][ds] = summarise(merged(ds, npred_n, STRATEGIES))
+            summary["datasets"][ds]["top"] = top_of_table(
+                ds, summary["datasets"][ds]["re_final_expected"]
+            )
+        atomic_write_json(summary_path, summary)
+    if "noise-free" in args.parts:  # the same search with seed-mean queries
+        for s in ("re", "npred"):
+            for ds in NB201_DATASETS:
+                run_strategy(f"{ds}:mean", s, args.runs, args.budget, npred_n)
+        summary["noise_free"] = {
+            ds: summarise(merged(f"{ds}:mean", npred_n, ["re", "npred"])) for ds in NB201_DATASETS
+        }
         atomic_write_json(summary_path, summary)
     if "tau" in args.parts:
         for ds in NB201_DATASETS:

@@ -20,6 +20,11 @@ def built(name: str) -> str:
         import sampling
 
         return sampling.report(json.loads(sampling.OUT.read_text()))
+    if name.startswith("nb201"):
+        import nb201_study
+
+        summary = json.loads((nb201_study.OUT.parent / "nb201_summary.json").read_text())
+        return nb201_study.report(summary)[name]
     if name.startswith("tabular"):
         import tabular_study
 
@@ -37,7 +42,15 @@ def built(name: str) -> str:
 
 
 @pytest.mark.parametrize(
-    "name", ["sampling", "bn_calibration", "attentive_study", "tabular", "tabular_curves"]
+    "name",
+    [
+        "sampling",
+        "bn_calibration",
+        "attentive_study",
+        "tabular",
+        "tabular_curves",
+        *(f"nb201{part}" for part in ("", "_curves", "_noise", "_nvsk", "_graph", "_speed")),
+    ],
 )
 def test_benchmarks_md_table_matches_its_json(name):
     assert md_tables.read_table(name) == built(name).rstrip()

@@ -247,3 +247,46 @@ def test_runs_are_reproducible_per_seed_and_differ_across_seeds():
     first, again, other = run(4), run(4), run(5)
     assert first == again
     assert first["valid_mean"] != other["valid_mean"]
+
+
+def test_iterative_refits_fit_on_everything_seen_and_query_the_predicted_top(c10):
+    from samplenas.search.strategies import IterativePredictorSearch
+
+    fits = []
+
+    class Oracle:  # predicts the expected accuracy: the refits must follow it exactly
+        def __init__(self, seed):
+            pass
+
+        def fit(self, archs, y):
+            fits.append(len(archs))
+            return self
+
+        def predict(self, archs):
+            return np.array([c10.valid[c10.index[a]] for a in archs])
+
+    search = IterativePredictorSearch(
+        c10.space, seed=0, n_init=10, batch=10, predictor_factory=Oracle, candidates=c10.archs
+    )
+    ev = Evaluator(c10, budget=40, seed=0)
+    asked = []
+    while ev.queries < 40:
+        archs = search.ask(1)
+        search.tell(archs, [ev.query(a) for a in archs])
+        asked += archs
+    assert fits == [10, 20, 30]  # a refit per round, on every score told so far
+    assert len(set(asked)) == 40  # never the same cell twice
+    order = np.argsort(-c10.valid, kind="stable")
+    seen_first = set(asked[:10])
+    best = [c10.archs[i] for i in order if c10.archs[i] not in seen_first]
+    assert asked[10:40] == best[:30]  # greedy on the oracle: the best cells, best first
+
+
+def test_mean_mode_queries_the_seed_mean_and_bad_modes_exit_2(capsys):
+    table = load_benchmark("nas-bench-201:cifar100:mean")
+    arch = table.space.from_key("333133")
+    ev = Evaluator(table, seed=0)
+    assert {ev.query(arch) for _ in range(5)} == {ev.expected(arch)}
+    assert table.name == "nas-bench-201:cifar100:mean" and table.seeds is None
+    assert main(["bench", "--benchmark", "nas-bench-201:cifar100:median", "--budget", "60"]) == 2
+    assert "':mean'" in capsys.readouterr().err

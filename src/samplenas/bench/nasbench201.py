@@ -141,10 +141,20 @@ def load_nas_bench_201(dataset: str):
     """The ``nas-bench-201:DATASET`` table: per-seed validation accuracy (%) to query (the
     cell's own runs, ``own_runs``), its seed mean as the expected score, costs (params,
     MFLOPs, latency), and on cifar10-valid AnalogNAS-Bench's independent training as the
-    held-out ``test`` score."""
+    held-out ``test`` score.
+
+    ``DATASET:mean`` makes every query return the seed mean (a noise-free oracle no real
+    evaluation gives): comparing the two separates search quality from measurement noise.
+    """
     from samplenas.bench.table import Table
     from samplenas.space import load_space
 
+    dataset, _, mode = dataset.partition(":")
+    if mode not in ("", "mean"):
+        raise UserError(
+            f"'nas-bench-201:{dataset}:{mode}' is not a benchmark; the only query mode "
+            f"is ':mean' (noise-free seed means), as in nas-bench-201:{dataset}:mean"
+        )
     raw = read_nb201_file(dataset)
     space = load_space(NB201_DATASETS[dataset][1])
     analog = read_analog_nasbench() if dataset == "cifar10-valid" else None
@@ -168,10 +178,10 @@ def load_nas_bench_201(dataset: str):
         rows[arch] = row
         seeds[arch] = runs
     return Table(
-        f"nas-bench-201:{dataset}",
+        f"nas-bench-201:{dataset}" + (":mean" if mode else ""),
         space,
         rows,
-        valid_seeds=seeds,
+        valid_seeds=None if mode else seeds,
         test_label="AnalogNAS-Bench baseline_accuracy (independent training)"
         if analog is not None
         else None,

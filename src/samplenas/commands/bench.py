@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--strategies",
         default="random,re,npred",
         help="comma-separated: random, re, npred, npred-2stage, npred-rf, npred-mlp, "
-        "bananas (iterative GCN refits, BANANAS-style)",
+        "bananas (GCN refit every 10 queries, BANANAS-style)",
     )
     p.add_argument("--budget", type=positive_int, default=300, help="queries per run")
     p.add_argument("--runs", type=positive_int, default=100, help="independent runs per strategy")
@@ -88,7 +88,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     )
     for key in ["valid", *extra]:
         print(f"  {key}: {result['curves'][key]}")
-    digits = 2 if result["unit"] == "%" else 4
+    digits = 2 if result["unit"] == "%" and result["metric"] == "best accuracy" else 4
     width = 16 + (digits + 4) * len(extra)
     print(f"{'strategy':<14}" + "".join(f"{f'q={q}':>{width}}" for q in marks))
     for name, c in result["strategies"].items():

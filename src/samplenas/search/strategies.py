@@ -220,11 +220,13 @@ class IterativePredictorSearch(Sampler):
     then rounds of ``batch``: refit the predictor on every score seen so far, rank the
     unseen candidates by an acquisition, query the top ``batch``.
 
-    The acquisition is independent Thompson sampling when the predictor exposes
-    ``predict_members`` (an ensemble): each candidate's score is one draw from a normal
-    with the members' mean and spread. Otherwise it is the predicted mean (greedy).
-    The reference for the Neural Predictor's single fit: the same predictor refit
-    ``(budget - n_init) / batch`` times.
+    The acquisition is the predicted mean (``"mean"``, greedy) or, with
+    ``acquisition="its"`` and a predictor exposing ``predict_members`` (an ensemble),
+    BANANAS's independent Thompson sampling: each candidate's score is one draw from a
+    normal with the members' mean and spread. Greedy is the default: with the GCN's
+    cross-validation members as the ensemble, ITS explores far too much on NAS-Bench-201
+    (BENCHMARKS.md). The reference for the Neural Predictor's single fit: the same
+    predictor refit ``(budget - n_init) / batch`` times.
     """
 
     name = "bananas"
@@ -238,9 +240,13 @@ class IterativePredictorSearch(Sampler):
         predictor_factory: Callable[[int], Any] | None = None,
         candidates: Sequence[Arch] | None = None,
         pool: int = 100_000,
+        acquisition: str = "mean",
     ) -> None:
         super().__init__(space, seed)
+        if acquisition not in ("mean", "its"):
+            raise ValueError(f"acquisition is 'mean' or 'its', not {acquisition!r}")
         self.n_init, self.batch, self.pool = n_init, batch, pool
+        self.acquisition = acquisition
         self.predictor_factory = predictor_factory or _default_gcn(space)
         self.random = RandomSearch(space, seed=int(self.rng.integers(2**31)), candidates=candidates)
         self.candidates = list(candidates) if candidates is not None else None
@@ -256,7 +262,7 @@ class IterativePredictorSearch(Sampler):
         if cands is None:
             cands = list(dict.fromkeys(self.space.sample_many(self.rng, self.pool)))
         cands = [a for a in cands if a not in self.asked]
-        if hasattr(predictor, "predict_members"):
+        if self.acquisition == "its" and hasattr(predictor, "predict_members"):
             members = np.asarray(predictor.predict_members(cands), dtype=float)
             mean, spread = members.mean(0), members.std(0)
             acquisition = mean + spread * self.rng.standard_normal(len(cands))
