@@ -290,3 +290,9 @@ def test_mean_mode_queries_the_seed_mean_and_bad_modes_exit_2(capsys):
     assert table.name == "nas-bench-201:cifar100:mean" and table.seeds is None
     assert main(["bench", "--benchmark", "nas-bench-201:cifar100:median", "--budget", "60"]) == 2
     assert "':mean'" in capsys.readouterr().err
+
+
+def test_iterative_refits_refuse_a_cost_objective(capsys):
+    argv = ["bench", "--benchmark", "nas-bench-201:cifar100", "--strategies", "bananas"]
+    assert main(argv + ["--objective", "accuracy,params", "--budget", "30", "--runs", "1"]) == 2
+    assert "searches accuracy alone" in capsys.readouterr().err

@@ -64,6 +64,11 @@ def make_strategy(
     if name == "re":
         return RegularizedEvolution(space, seed=seed, candidates=archs, cost=cost)
     if name == "bananas":
+        if cost is not None:
+            raise UserError(
+                f"strategy 'bananas' searches accuracy alone, not --objective accuracy,{cost_key}; "
+                "use re or npred with a cost objective"
+            )
         return IterativePredictorSearch(
             space, seed=seed, candidates=archs, predictor_factory=_predictor_factory("npred", space)
         )
@@ -243,6 +248,8 @@ def compare(
             f"the Neural Predictor needs 2 <= --npred-n < --budget, got --npred-n "
             f"{npred_n} and --budget {budget}; lower --npred-n or raise --budget"
         )
+    for s in strategies:  # a strategy that cannot run this objective fails here, not in a worker
+        make_strategy(s, table, seed, npred_n, cost_key)
     # the slow (predictor) runs first, one job at a time: the cores finish together
     slow_first = sorted(strategies, key=lambda s: s in ("random", "re"))
     jobs = [
