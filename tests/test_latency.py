@@ -332,3 +332,13 @@ def test_measure_refuses_a_table_of_other_conditions(capsys, tmp_path, tiny):
 
 def table_sum(space, arch) -> float:
     return 0.1 * len(arch_blocks(space, arch))
+
+
+def test_a_time_is_the_smallest_median_of_its_rounds(monkeypatch):
+    from samplenas.latency import timing
+
+    # round 1 slowed down as a whole, round 2 with one preempted run, round 3 clean
+    runs = iter([9.0, 9.5, 9.2, 2.0, 50.0, 2.2, 2.1, 2.3, 2.4])
+    monkeypatch.setattr(timing, "_once", lambda module, x, device: next(runs))
+    settings = timing.TimingSettings(warmup=0, repeats=3, rounds=3)
+    assert timing.time_module(torch.nn.Identity(), (1, 1, 2, 2), settings) == 2.2

@@ -48,7 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def add_timing_options(p: argparse.ArgumentParser) -> None:
-    """--device, --threads, --batch, --format, --warmup, --repeats (what a time depends on)."""
+    """--device, --threads, --batch, --format, --warmup, --repeats, --rounds (what a time
+    depends on)."""
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="default cpu")
     p.add_argument("--threads", type=positive_int, default=1, help="torch threads (default 1)")
     p.add_argument("--batch", type=positive_int, default=1, help="batch size (default 1)")
@@ -60,6 +61,12 @@ def add_timing_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--warmup", type=positive_int, default=10, help="untimed runs (default 10)")
     p.add_argument("--repeats", type=positive_int, default=30, help="timed runs (default 30)")
+    p.add_argument(
+        "--rounds",
+        type=positive_int,
+        default=3,
+        help="rounds of --repeats runs; the time is the smallest round median (default 3)",
+    )
 
 
 def timing_settings(args: argparse.Namespace):
@@ -72,6 +79,7 @@ def timing_settings(args: argparse.Namespace):
         memory_format=args.format,
         warmup=args.warmup,
         repeats=args.repeats,
+        rounds=args.rounds,
     )
 
 
@@ -139,7 +147,7 @@ def _same_conditions(recorded: dict, here: dict, path: str) -> None:
     from samplenas.latency.table import differing_setting
 
     timing_only = {k: v for k, v in recorded.items() if k not in ("space", "resolutions")}
-    for k in ("warmup", "repeats"):
+    for k in ("warmup", "repeats", "rounds"):
         timing_only.pop(k), here.pop(k)
     diff = differing_setting(timing_only, dict(here))
     if diff:

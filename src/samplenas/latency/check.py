@@ -36,6 +36,7 @@ def here_matches(table: LatencyTable) -> None:
         memory_format=s.memory_format,
         warmup=s.warmup,
         repeats=s.repeats,
+        rounds=s.rounds,
     )
     diff = differing_setting(s.to_json(), here.to_json())
     if diff:
