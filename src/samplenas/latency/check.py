@@ -10,15 +10,16 @@ the networks and scored on the other half, so what is reported is how it general
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from samplenas.errors import UserError
 from samplenas.latency.measure import sample_archs, time_arch
 from samplenas.latency.table import LatencyTable, differing_setting
-from samplenas.latency.timing import TimingSettings
 from samplenas.predictors import kendall_tau
 from samplenas.space import MBConvSpace
 
@@ -29,15 +30,8 @@ WORST = 3
 def here_matches(table: LatencyTable) -> None:
     """A check times on this machine: the table must have been measured on one like it."""
     s = table.settings
-    here = TimingSettings(
-        device=s.device,
-        threads=s.threads,
-        batch=s.batch,
-        memory_format=s.memory_format,
-        warmup=s.warmup,
-        repeats=s.repeats,
-        rounds=s.rounds,
-    )
+    # the table's settings with what this machine is in place of what it recorded
+    here = dataclasses.replace(s, torch=torch.__version__, hardware="")
     diff = differing_setting(s.to_json(), here.to_json())
     if diff:
         raise UserError(
