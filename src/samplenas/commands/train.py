@@ -23,11 +23,13 @@ from samplenas.io import print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from samplenas.train.config import recipe_names
+
     p = sub.add_parser("train", help="train a supernet (sandwich rule, in-place distillation)")
     p.add_argument(
         "--config",
-        help="recipe: a shipped name (attentivenas-imagenet, demo, fashion, tiny) or a YAML "
-        "file; default: fashion",
+        help=f"recipe: a shipped name ({', '.join(recipe_names())}) or a YAML file; "
+        "default: fashion",
     )
     p.add_argument("--out", help="run directory (default runs/<config name>)")
     p.add_argument(
@@ -112,7 +114,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace, cfg, out: Path) -> int:
-    from samplenas.train import Trainer, TrainingDiverged
+    from samplenas.train import Trainer
 
     trainer = Trainer(
         cfg,
@@ -121,27 +123,9 @@ def _train(args: argparse.Namespace, cfg, out: Path) -> int:
         progress=not args.no_progress,
         accept_data_change=args.accept_data_change,
     )
-    try:
-        summary = trainer.run()
-    except TrainingDiverged as exc:  # every rank says so: each stopped on its own
-        print(
-            f"samplenas: training diverged ({exc}); {_after_divergence(trainer)}",
-            file=sys.stderr,
-        )
-        return 1
-    except KeyboardInterrupt:
-        if trainer.dist.is_main:
-            print(
-                f"samplenas: interrupted at step {trainer.step}; {_after_interrupt(trainer)}",
-                file=sys.stderr,
-            )
-        return 130
-    finally:
-        from samplenas.train.distributed import shutdown
-
-        shutdown(trainer.dist)
-    if not trainer.dist.is_main:
-        return 0
+    summary = run_to_end(trainer, resume_command(out))
+    if isinstance(summary, int):
+        return summary
     last = summary["history"][-1] if summary["history"] else {}
     if args.json:
         print_json({"run": str(out), **summary})
@@ -153,22 +137,47 @@ def _train(args: argparse.Namespace, cfg, out: Path) -> int:
     return 0
 
 
+def run_to_end(trainer, resume_cmd: str) -> dict | int:
+    """``trainer.run()``'s result on the main process; otherwise the exit code: 0 on other
+    ranks, 1 after divergence, 130 after Ctrl-C, each said with what the user can do next
+    (``resume_cmd`` continues the run)."""
+    from samplenas.train import TrainingDiverged
+    from samplenas.train.distributed import shutdown
+
+    try:
+        summary = trainer.run()
+    except TrainingDiverged as exc:  # every rank says so: each stopped on its own
+        print(
+            f"samplenas: training diverged ({exc}); {_after_divergence(trainer)}",
+            file=sys.stderr,
+        )
+        return 1
+    except KeyboardInterrupt:
+        if trainer.dist.is_main:
+            print(
+                f"samplenas: interrupted at step {trainer.step}; "
+                f"{_after_interrupt(trainer, resume_cmd)}",
+                file=sys.stderr,
+            )
+        return 130
+    finally:
+        shutdown(trainer.dist)
+    return summary if trainer.dist.is_main else 0
+
+
 def resume_command(out: Path) -> str:
     """The exact command that continues the run in ``out``."""
     return f"samplenas train --resume {shlex.quote(str(out))}"
 
 
-def _after_interrupt(trainer) -> str:
+def _after_interrupt(trainer, resume_cmd: str) -> str:
     """What the user can do after Ctrl-C: the command to resume, or that there is none."""
     if trainer.saved_step is None:
         return (
             f"no checkpoint was written yet (every {trainer.cfg.checkpoint.every_steps} steps "
             "and every epoch), so there is nothing to resume; run the same command again"
         )
-    return (
-        f"the checkpoint of step {trainer.saved_step} is kept; continue with: "
-        f"{resume_command(trainer.out)}"
-    )
+    return f"the checkpoint of step {trainer.saved_step} is kept; continue with: {resume_cmd}"
 
 
 def _after_divergence(trainer) -> str:

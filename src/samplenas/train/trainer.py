@@ -11,10 +11,6 @@ average of the weights for evaluation.
 from __future__ import annotations
 
 import json
-import math
-import os
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,45 +18,29 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
-from samplenas.data import Splits, load_dataset, make_loader
+from samplenas.data import Splits, load_dataset
 from samplenas.errors import UserError
-from samplenas.io import atomic_write_json, atomic_write_text
 from samplenas.samplers import Sampler, make_sampler
 from samplenas.space import Arch, MBConvSpace, list_spaces, load_space
 from samplenas.space.registry import SPACES_DIR
 from samplenas.train import distributed as D
 from samplenas.train import runlog
-from samplenas.train.checkpoint import (
-    CHECKPOINT,
-    capture_rng,
-    load_checkpoint,
-    restore_rng,
-    save_checkpoint,
-)
-from samplenas.train.config import RunConfig, record_resume, resume_changes
+from samplenas.train.config import RunConfig
 from samplenas.train.ema import make_ema
 from samplenas.train.evaluate import calibration_set, eval_loader, evaluate_subnet
-from samplenas.train.optim import sgd
+from samplenas.train.loop import (  # the noqa names moved there; importable from here too
+    FAULT_ENV,  # noqa: F401
+    EpochLoop,
+    lr_factor,  # noqa: F401
+    minutes,  # noqa: F401
+    say,  # noqa: F401
+    sgd_schedule,
+)
 from samplenas.train.rundata import (
     DataGuard,
     data_guard,
-    resolve_run_inputs,
-    write_data_record,
 )
-
-FAULT_ENV = "SAMPLENAS_FAULT_AT_STEP"  # tests: die abruptly after this step
-ESTIMATE_AFTER_STEPS = 10  # steps timed before the run says how long it will take
-
-
-def say(message: str) -> None:
-    """One line to the user on stderr, printed around a progress bar, not through it."""
-    tqdm.write(f"samplenas: {message}", file=sys.stderr)
-
-
-def minutes(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
 class TrainingDiverged(RuntimeError):
@@ -179,21 +159,13 @@ def clip_gradients(params: list[torch.Tensor], limit: float, mode: str) -> float
     return norm
 
 
-def lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
-    """Linear warm-up, then cosine decay to ``min_ratio`` of the peak."""
-    if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(total - warmup, 1)
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-
 def build_supernet(space: MBConvSpace) -> torch.nn.Module:
     from samplenas.supernet import MBConvSupernet
 
     return MBConvSupernet(space)
 
 
-class Trainer:
+class Trainer(EpochLoop):
     """One run directory, one supernet; ``run()`` trains to the end, resuming if asked."""
 
     def __init__(
@@ -205,16 +177,8 @@ class Trainer:
         accept_data_change: bool = False,
     ) -> None:
         as_given = cfg  # names the user's space file in messages; the run keeps its contents
-        cfg = resolve_run_inputs(cfg, fresh=not resume)
-        self.cfg = cfg
-        self.out = Path(out)
-        # a resume may extend a run, never turn it into another one
-        self.resumed_with = resume_changes(self.out, cfg) if resume else None
-        self.dist = D.init_distributed()
-        self.progress = progress and self.dist.is_main
-        threads = cfg.train.threads or max(1, (os.cpu_count() or 1) // self.dist.world_size)
-        torch.set_num_threads(threads)
-        torch.manual_seed(cfg.seed)
+        self.open_run_dir(cfg, out, resume, progress)
+        cfg = self.cfg
         space = load_space(cfg.space)
         if not isinstance(space, MBConvSpace):
             raise UserError(f"space '{space.name}' has no supernet; use a MobileNet-style space")
@@ -223,145 +187,35 @@ class Trainer:
         self.data = load_run_data(cfg, self.out if self.dist.is_main else None, guard)
         check_space_fits_data(space, self.data, as_given, self.out if resume else None)
         t = cfg.train
-        self.loader = make_loader(
-            self.data,
-            "train",
-            t.batch_size,
-            shuffle=True,
-            augment=cfg.data.augment,
-            seed=cfg.seed,
-            rank=self.dist.rank,
-            world_size=self.dist.world_size,
-            channels_last=t.channels_last,
-        )
-        if self.loader.batches_per_epoch() < 1:
-            raise UserError("train.batch_size is larger than the training split")
+        self.loader = self.train_loader(self.data)
         self.model = build_supernet(space).to(self.dist.device)
         if t.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         D.broadcast_module(self.model, self.dist)
-        decay, no_decay = [], []
-        for p in self.model.parameters():
-            (decay if p.ndim > 1 else no_decay).append(p)
-        lr = t.lr * t.batch_size * self.dist.world_size / t.lr_reference_batch
-        self.optimizer = sgd(
-            [
-                {"params": decay, "weight_decay": t.weight_decay},
-                {"params": no_decay, "weight_decay": 0.0},
-            ],
-            lr=lr,
-            momentum=t.momentum,
-            nesterov=t.nesterov and t.momentum > 0,
+        self.optimizer, self.scheduler = sgd_schedule(
+            self.model, t, self.dist.world_size, self.loader.batches_per_epoch()
         )
         self.ema = make_ema(self.model, t.ema_decay) if t.ema_decay > 0 else None
-        self.steps_per_epoch = self.loader.batches_per_epoch()
-        self.total_steps = t.epochs * self.steps_per_epoch
+        self.start_loop()
         self.distill_warmup_steps = int(round(t.distill_warmup_epochs * self.steps_per_epoch))
-        warmup = int(round(t.warmup_epochs * self.steps_per_epoch))
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: lr_factor(s, self.total_steps, warmup, t.min_lr_ratio)
-        )
         self.sampler: Sampler = make_sampler(
             cfg.sampler.name, space, seed=cfg.seed, **cfg.sampler.options
         )
         self.largest, self.smallest = space.largest(), space.smallest()
-        self.saved_step: int | None = None  # step of the checkpoint on disk (None: none yet)
-        self._epoch_losses: list[float] = []
-        self.step = 0
-        self.epoch = 0
-        self.batch_in_epoch = 0
-        self.history: list[dict[str, Any]] = []
-        self.train_seconds = 0.0  # wall time of training so far, across resumes
-        self._clock = time.perf_counter()
-        self.writer = None
-        if resume:
-            self._resume()
-            if guard is not None and self.dist.is_main:  # every check passed: record it
-                guard.commit(lock=False)  # train holds the run's lock already
-        elif self.dist.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            runlog.start_fresh(self.out)  # an earlier run that died early left its logs
-            atomic_write_text(self.out / "config.yaml", cfg.to_yaml())
-            write_data_record(self.out, self.data)
-            for note in self.data.notes:
-                print(f"samplenas: {note}", file=sys.stderr)
-        if self.dist.is_main:
-            self._open_tensorboard()
+        self.begin(resume, guard, self.data)
 
-    # -- persistence ------------------------------------------------------------------
-    def _state(self) -> dict[str, Any]:
-        return {
-            "step": self.step,
-            "epoch": self.epoch,
-            "batch_in_epoch": self.batch_in_epoch,
-            "model": self.model.state_dict(),
-            **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "sampler": json.dumps(self.sampler.state_dict()),
-            "loader": self.loader.state_dict(),
-            "rng": capture_rng(),
-            "history": json.dumps(self.history),
-            "train_seconds": self._elapsed(),
-            "config": json.dumps(self.cfg.to_dict()),
-        }
+    # -- what the shared loop asks of a supernet run ----------------------------------
+    loss_key = "loss_largest"
+    loss_label = "loss (largest)"
 
-    def _elapsed(self) -> float:
-        return self.train_seconds + time.perf_counter() - self._clock
+    def extra_state(self) -> dict[str, Any]:
+        return {"sampler": json.dumps(self.sampler.state_dict())}
 
-    def save(self) -> None:
-        if self.dist.is_main:
-            save_checkpoint(self.out / CHECKPOINT, self._state())
-            if self.writer is not None:  # what the checkpoint saw survives a crash
-                self.writer.flush()
-        self.saved_step = self.step
-
-    def _resume(self) -> None:
-        path = self.out / CHECKPOINT
-        if not path.is_file():
-            raise UserError(f"no checkpoint to resume in '{self.out}'")
-        state = load_checkpoint(path, self.dist.device)
-        self.model.load_state_dict(state["model"])
-        if self.ema is not None:
-            if "ema" not in state:
-                raise UserError(
-                    f"the checkpoint in '{self.out}' has no weight average; "
-                    "resume it with --set train.ema_decay=0"
-                )
-            self.ema.load_state_dict(state["ema"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+    def load_extra_state(self, state: dict[str, Any]) -> None:
         self.sampler.load_state_dict(json.loads(state["sampler"]))
-        self.loader.load_state_dict(state["loader"])
-        restore_rng(state["rng"])
-        self.step, self.epoch = int(state["step"]), int(state["epoch"])
-        self.saved_step = self.step
-        self.batch_in_epoch = int(state["batch_in_epoch"])
-        self.history = json.loads(state["history"])
-        self.train_seconds = float(state.get("train_seconds", 0.0))
-        self._clock = time.perf_counter()
-        if self.dist.is_main:  # forget what was logged after the checkpoint
-            for name in (runlog.METRICS, runlog.SAMPLES):
-                runlog.truncate_after(self.out / name, self.step, self.epoch)
-            record_resume(self.out, self.cfg, self.resumed_with or {}, self.step)
 
-    def _open_tensorboard(self) -> None:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:  # optional extra: pip install samplenas[tensorboard]
-            return
-        # a resumed run hides what was logged past its checkpoint, like truncate_after
-        purge = self.step + 1 if self.step else None
-        self.writer = SummaryWriter(str(self.out / runlog.TENSORBOARD), purge_step=purge)
-
-    def log(self, record: dict[str, Any]) -> None:
-        if not self.dist.is_main:
-            return
-        runlog.append(self.out / runlog.METRICS, record)
-        if self.writer is not None:
-            for k, v in record.items():
-                if isinstance(v, (int, float)) and k not in ("step", "epoch"):
-                    self.writer.add_scalar(k, v, record.get("step", self.step))
+    def step_stats(self) -> dict[str, Any]:
+        return self.sampler.stats()
 
     def _log_samples(self, archs: list[Arch]) -> None:
         """Which sub-networks this step trains besides largest and smallest, and why."""
@@ -477,38 +331,22 @@ class Trainer:
             self.dist.device,
         )
 
-    def _end_of_epoch(self) -> None:
-        record: dict[str, Any] = {"epoch": self.epoch + 1, "step": self.step}
-        every = self.cfg.eval_every_epochs
-        if (
-            self.dist.is_main
-            and every
-            and ((self.epoch + 1) % every == 0 or self.epoch + 1 == self.cfg.train.epochs)
-        ):
+    def epoch_record(self) -> dict[str, Any]:
+        """BN-calibrated validation of the smallest and the largest, when the recipe asks."""
+        record: dict[str, Any] = {}
+        if self.evaluates_now():
             for name, arch in (("smallest", self.smallest), ("largest", self.largest)):
                 r = self.evaluate(arch)
                 record[f"val_top1_{name}"] = r["top1"]
                 record[f"val_loss_{name}"] = r["loss"]
-        self.history.append(record)
-        self.log(record)
-        if self.dist.is_main:
-            say(self._epoch_line(record))
-        self._epoch_losses = []
-        D.barrier(self.dist)
+        return record
 
-    def _epoch_line(self, record: dict[str, Any]) -> str:
-        """One line per epoch, with or without a progress bar: where the run is, how well."""
-        parts = [
-            f"epoch {record['epoch']}/{self.cfg.train.epochs}",
-            f"step {self.step}/{self.total_steps}",
+    def epoch_line_parts(self, record: dict[str, Any]) -> list[str]:
+        return [
+            f"val top-1 {name} {record[f'val_top1_{name}']:.2f}%"
+            for name in ("smallest", "largest")
+            if f"val_top1_{name}" in record
         ]
-        if self._epoch_losses:
-            parts.append(f"loss (largest) {np.mean(self._epoch_losses):.3f}")
-        for name in ("smallest", "largest"):
-            if f"val_top1_{name}" in record:
-                parts.append(f"val top-1 {name} {record[f'val_top1_{name}']:.2f}%")
-        parts.append(f"{minutes(self._elapsed())} so far")
-        return ", ".join(parts)
 
     def summary_line(self) -> str:
         """What this run is: space, data, steps and device (said once at the start)."""
@@ -526,87 +364,3 @@ class Trainer:
             + (f", {self.dist.world_size} processes" if self.dist.world_size > 1 else "")
             + f"), into '{self.out}'"
         )
-
-    def _estimate(self, steps_timed: int, seconds: float) -> None:
-        """Say how long the rest of training takes at the speed of the steps just timed."""
-        left = self.total_steps - self.step
-        per_step = seconds / max(steps_timed, 1)
-        say(
-            f"{per_step:.2f} s a step over the first {steps_timed} steps: about "
-            f"{minutes(per_step * left)} for the {left} steps left (plus evaluations)"
-        )
-
-    # -- the loop ---------------------------------------------------------------------
-    def run(self) -> dict[str, Any]:
-        if self.dist.is_main:
-            say(self.summary_line())
-        bar = tqdm(
-            total=self.total_steps,
-            initial=self.step,
-            disable=not self.progress,
-            unit="step",
-            dynamic_ncols=True,
-            leave=True,
-        )
-        try:
-            self._train_epochs(bar)
-        finally:
-            bar.close()
-            if self.writer is not None:
-                self.writer.close()
-        summary = {
-            "status": "finished",
-            "steps": self.step,
-            "epochs": self.epoch,
-            "history": self.history,
-            "train_seconds": self._elapsed(),
-        }
-        if self.dist.is_main:
-            atomic_write_json(self.out / runlog.SUMMARY, summary)
-        return summary
-
-    def _train_epochs(self, bar: tqdm) -> None:
-        t = self.cfg.train
-        fault_at = int(os.environ.get(FAULT_ENV, "0") or 0)
-        window_start, window_images = time.perf_counter(), 0
-        first_step_done, timed = None, 0  # the estimate times steps after the first
-        while self.epoch < t.epochs:
-            for x, y in self.loader.epoch(self.epoch, self.batch_in_epoch):
-                x, y = x.to(self.dist.device), y.to(self.dist.device)
-                stats = self.train_step(x, y)
-                self._epoch_losses.append(stats["loss_largest"])
-                self.step += 1
-                if first_step_done is None:
-                    first_step_done = time.perf_counter()
-                else:
-                    timed += 1
-                    if timed == ESTIMATE_AFTER_STEPS and self.dist.is_main:
-                        self._estimate(timed, time.perf_counter() - first_step_done)
-                self.batch_in_epoch += 1
-                window_images += len(y) * self.dist.world_size
-                if self.step % 20 == 0 or self.step == 1:
-                    elapsed = time.perf_counter() - window_start
-                    rate = window_images / max(elapsed, 1e-9)
-                    lr = self.optimizer.param_groups[0]["lr"]
-                    record = {
-                        "step": self.step,
-                        "epoch": self.epoch,
-                        "lr": lr,
-                        "images_per_second": rate,
-                        **stats,
-                        **self.sampler.stats(),
-                    }
-                    self.log(record)
-                    bar.set_postfix(
-                        loss=f"{stats['loss_largest']:.3f}", lr=f"{lr:.3g}", img_s=f"{rate:.0f}"
-                    )
-                    window_start, window_images = time.perf_counter(), 0
-                bar.update(1)
-                if self.step % self.cfg.checkpoint.every_steps == 0:
-                    self.save()
-                if fault_at and self.step == fault_at:
-                    os._exit(137)  # simulated crash (tests), like SIGKILL
-            self._end_of_epoch()
-            self.epoch += 1
-            self.batch_in_epoch = 0
-            self.save()
