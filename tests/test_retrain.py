@@ -190,3 +190,11 @@ def test_missing_config_or_arch_and_resume_without_a_retraining_exit_2(tmp_path,
     assert "--arch is required" in capsys.readouterr().err
     assert main(["retrain", "--resume", "--out", str(tmp_path / "none")]) == 2
     assert "nothing to resume" in capsys.readouterr().err
+
+
+def test_a_space_without_a_standalone_model_exits_2(tmp_path, capsys):
+    cell = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|none~1|none~2|"
+    argv = ["retrain", "--config", TINY, "--space", "nas-bench-201", "--arch", cell]
+    assert main([*argv, "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "has no standalone model to retrain" in err and "Traceback" not in err

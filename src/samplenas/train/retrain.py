@@ -52,6 +52,8 @@ def build_standalone(space: SearchSpace, arch: Arch, dropout: float, drop_path: 
     try:
         return build_model(space, arch, dropout=dropout, drop_path_rate=drop_path)
     except TypeError as exc:
+        if not str(exc).startswith("no model builder"):
+            raise  # a builder's fault, not the user's
         raise UserError(
             f"space '{space.name}' has no standalone model to retrain ({exc}); use a space "
             "with a supernet (samplenas spaces lists them)"
@@ -96,6 +98,7 @@ class Retrainer(EpochLoop):
         cfg, t = self.cfg, self.cfg.train
         self.space = load_space(cfg.space)
         self.arch = self.space.validate(arch)
+        model = build_standalone(self.space, self.arch, t.dropout, t.drop_path)
         if resume:
             guard = data_guard(self.out, accept_data_change)
         else:
@@ -103,8 +106,7 @@ class Retrainer(EpochLoop):
         self.data = load_run_data(cfg, self.out if self.dist.is_main else None, guard)
         check_space_fits_data(self.space, self.data, as_given, source_run)
         self.loader = self.train_loader(self.data)
-        self.model = build_standalone(self.space, self.arch, t.dropout, t.drop_path)
-        self.model = self.model.to(self.dist.device)
+        self.model = model.to(self.dist.device)
         if t.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         D.broadcast_module(self.model, self.dist)
