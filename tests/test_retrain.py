@@ -109,6 +109,8 @@ def test_json_on_stdout_is_result_json_and_a_retrained_dir_is_not_overwritten(tm
     assert result["weights"] == "trained" and result["epochs"] == 1  # tiny keeps no average
     assert main(["retrain", *argv]) == 2
     assert "already holds a retraining; add --resume" in capsys.readouterr().err
+    assert main(["eval", "--run", str(out)]) == 2  # no supernet in it: said, not a traceback
+    assert "retrained one architecture from scratch" in capsys.readouterr().err
 
 
 def test_a_killed_retraining_resumes_to_the_same_result(reference, found, tmp_path, capsys):

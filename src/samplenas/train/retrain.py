@@ -33,6 +33,7 @@ from samplenas.train.ema import make_ema
 from samplenas.train.evaluate import accuracy, calibration_set, eval_loader
 from samplenas.train.loop import EpochLoop, sgd_schedule
 from samplenas.train.rundata import data_guard
+from samplenas.train.runs import RETRAINED
 from samplenas.train.trainer import (
     TrainingDiverged,
     check_space_fits_data,
@@ -41,7 +42,7 @@ from samplenas.train.trainer import (
 )
 
 RESULT = "result.json"  # {"test_top1", "val_top1", "epochs", "wall_s", ...}
-ARCH_RECORD = "arch.json"  # what is retrained: space, arch, cost, where it came from
+ARCH_RECORD = RETRAINED  # what is retrained: space, arch, cost, where it came from
 MODEL = "model.pt"  # the kept weights: a state dict of build_model(space, arch)
 
 

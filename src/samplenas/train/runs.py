@@ -21,6 +21,7 @@ from samplenas.train.rundata import data_guard
 from samplenas.train.trainer import build_supernet, check_space_fits_data, load_run_data
 
 EvaluationFingerprint = dict[str, Any]  # flat: key -> JSON scalar
+RETRAINED = "arch.json"  # a retrain directory's mark (retrain.ARCH_RECORD)
 
 
 def weights_sha256(module: torch.nn.Module) -> str:
@@ -149,6 +150,11 @@ def _open_recipe(path: Path, data_dir: str | None = None) -> tuple[RunConfig, MB
     if not (path / "config.yaml").is_file() or not (path / CHECKPOINT).is_file():
         raise UserError(
             f"'{path}' is not a trained run directory (needs config.yaml and {CHECKPOINT})"
+        )
+    if (path / RETRAINED).is_file():
+        raise UserError(
+            f"'{path}' retrained one architecture from scratch; it holds no supernet (its "
+            "test top-1 is in result.json, its weights in model.pt)"
         )
     cfg = load_run_config(path, {"data": {"data_dir": data_dir}} if data_dir else None)
     torch.set_num_threads(cfg.train.threads or torch.get_num_threads())
