@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import subprocess
 import sys
@@ -49,6 +50,7 @@ def retrain(out: Path, args: argparse.Namespace, epochs: int) -> dict[str, Any]:
         argv += ["--epochs", str(epochs), "--seed", str(args.seed)]
         argv += ["--run", args.run] if args.run else []
         argv += ["--space", args.space] if args.space else []
+        argv += ["--set", f"train.threads={args.threads}"] if args.threads else []
     cmd = [sys.executable, "-m", "samplenas.cli", *argv, "--no-progress", "--json"]
     proc = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True)
     return json.loads(proc.stdout)
@@ -78,6 +80,8 @@ def smoke(args: argparse.Namespace) -> dict[str, Any]:
         "arch_given": args.arch,
         "run": args.run,
         "config": args.config,
+        "threads": args.threads or "all cores",
+        "load_average_1min_at_end": round(os.getloadavg()[0], 2),
         "result": result,
         "images_per_second": round(throughput(out), 1),
         "epoch_wall_s": round(epoch_s, 1),
@@ -138,6 +142,12 @@ def main() -> None:
     ap.add_argument("--hours", type=float, default=2.0, help="time budget of the full run")
     ap.add_argument("--epochs", type=int, help="instead of what the smoke epoch plans")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads (default: all cores); 1 on a shared machine, where two threads "
+        "contending with other jobs ran 4.5x slower than one",
+    )
     ap.add_argument("--smoke", action="store_true", help="only the one-epoch measurement")
     ap.add_argument("--report", action="store_true", help="print the table of results")
     args = ap.parse_args()

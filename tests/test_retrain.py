@@ -69,7 +69,7 @@ def test_retrain_reports_test_top1_of_the_weights_validation_chose(reference, fo
     assert set(result) >= KEYS and result["epochs"] == 2 and result["wall_s"] > 0
     assert result["test_top1"] > 30  # 10 classes: chance is 10%
     assert result["arch"] == json.loads(found.read_text())["arch"]
-    assert json.loads((out / "arch.json").read_text())["from"] == str(found)
+    assert json.loads((out / "retrain.json").read_text())["from"] == str(found)
     # every epoch scored the trained weights and their average on validation ...
     epochs = [r for r in read_jsonl(out / "metrics.jsonl") if "lr" not in r]
     assert [r["epoch"] for r in epochs] == [1, 2]
@@ -156,7 +156,7 @@ def test_a_pareto_id_of_a_search_retrains_that_member_on_the_runs_data(
     argv = ["--run", str(searched_run), "--config", TINY, "--epochs", "1", "--arch", "1"]
     result = retrain(capsys, *argv, "--out", str(out), "--no-progress", "--json")
     assert result["arch"] == front[1]["arch"] and result["space"] == TINY
-    record = json.loads((out / "arch.json").read_text())
+    record = json.loads((out / "retrain.json").read_text())
     assert record["run"] == str(searched_run.resolve()) and record["from"] == "1"
     # the data are the run's, as it recorded them
     run_data = json.loads((searched_run / "data.json").read_text())

@@ -62,7 +62,7 @@ def build_standalone(space: SearchSpace, arch: Arch, dropout: float, drop_path: 
 
 
 def read_arch_record(out: Path) -> dict[str, Any]:
-    """A retrain directory's ``arch.json``, or UserError naming what is wrong."""
+    """A retrain directory's ``retrain.json``, or UserError naming what is wrong."""
     path = Path(out) / ARCH_RECORD
     try:
         record = json.loads(path.read_text())
@@ -93,7 +93,7 @@ class Retrainer(EpochLoop):
         origin: dict[str, Any] | None = None,
     ) -> None:
         """``source_run``: a supernet run whose data (checked against its record) this
-        retraining uses; ``origin``: where the architecture came from, kept in arch.json."""
+        retraining uses; ``origin``: where the architecture came from, kept in retrain.json."""
         as_given = cfg
         self.open_run_dir(cfg, out, resume, progress)
         cfg, t = self.cfg, self.cfg.train

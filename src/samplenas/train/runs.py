@@ -21,7 +21,7 @@ from samplenas.train.rundata import data_guard
 from samplenas.train.trainer import build_supernet, check_space_fits_data, load_run_data
 
 EvaluationFingerprint = dict[str, Any]  # flat: key -> JSON scalar
-RETRAINED = "arch.json"  # a retrain directory's mark (retrain.ARCH_RECORD)
+RETRAINED = "retrain.json"  # a retrain directory's mark (retrain.ARCH_RECORD)
 
 
 def weights_sha256(module: torch.nn.Module) -> str:
