@@ -139,11 +139,15 @@ class TabulatedCost(CostModel):
         self.name, self.label, self.unit = name, name, unit
 
     def __call__(self, arch: Arch) -> float:
-        return float(self.table[self.space.validate(arch)])
+        value = self.table.get(arch)  # the table's own Archs: no validation needed
+        return float(self.table[self.space.validate(arch)] if value is None else value)
 
     def values(self, idx: np.ndarray) -> np.ndarray:
         space: Any = self.space
         return np.array([self(space.arch_from_indices(r)) for r in np.atleast_2d(idx)])
+
+    def bounds(self) -> tuple[float, float]:
+        return min(self.table.values()), max(self.table.values())
 
 
 COSTS = ("mflops", "params", "latency")
