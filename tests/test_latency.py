@@ -222,24 +222,27 @@ def test_the_correction_is_fitted_per_resolution_and_checked_on_other_networks(
     table = LatencyTable(
         "tiny", (6, 8), TimingSettings(), {k: rng.uniform(0.1, 1) for k in keys}, 0.2
     )
-    truth = {6: (0.8, 0.3), 8: (1.3, -0.1)}  # whole networks miss the sum by a per-resolution map
+    truth = {6: 0.8, 8: 1.3}  # whole networks miss the sum by a factor per resolution
+
+    preempted = iter([5.0, 5.0])  # the first network of each resolution: an outlier
 
     def timed(space, arch, settings):
-        a, b = truth[int(arch["resolution"])]
-        return a * table.blocks_ms(space, arch) + b
+        slow = next(preempted, 1.0)
+        return slow * truth[int(arch["resolution"])] * (table.blocks_ms(space, arch) + 0.2)
 
     monkeypatch.setattr("samplenas.latency.check.time_arch", timed)
     with pytest.raises(UserError, match="--n 6"):
         fit_correction(tiny, table, 5, progress=False)
     corr = fit_correction(tiny, table, 10, seed=3, progress=False)
-    assert corr["scale"] == {"6": pytest.approx(0.8), "8": pytest.approx(1.3)}
-    assert corr["offset_ms"] == {"6": pytest.approx(0.3), "8": pytest.approx(-0.1)}
+    assert corr["scale"] == {"6": pytest.approx(0.8), "8": pytest.approx(1.3)}  # the median
+    assert corr["offset_ms"] == {"6": pytest.approx(0.16), "8": pytest.approx(0.26)}
     fitted = [Arch(a) for a in corr["fitted_on"]["archs"]]
     assert sorted(a["resolution"] for a in fitted) == [6] * 5 + [8] * 5  # balanced
     table.save(tmp_path / "t.json")
     table = load_table(tmp_path / "t.json")  # the correction is stored in the JSON
     arch = tiny.largest()
     assert table.predict(tiny, arch) == pytest.approx(timed(tiny, arch, None))
+    assert fit_correction(tiny, table, 10, seed=3, progress=False)["scale"] == corr["scale"]
     assert table.predict(tiny, arch, corrected=False) == table.blocks_ms(tiny, arch) + 0.2
     report = check_table(tiny, table, 30, seed=1, progress=False)
     checked = {Arch(n["arch"]) for n in report["networks"]}
