@@ -127,6 +127,19 @@ def test_latency_options_are_checked(tiny, table_path):
         make_sampler("flops-prior", tiny, latency_table=str(table_path), target_ms=500.0)
 
 
+def test_cli_sample_at_a_latency_target(tiny, table_path, capsys):
+    table = load_table(table_path)
+    argv = ["sample", "--space", "tiny", "--latency", str(table_path), "--target-ms", "2.0"]
+    assert main([*argv, "-n", "8", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["archs"]
+    step = make_sampler("flops-prior", tiny, latency_table=str(table_path)).prior.step
+    for r in rows:
+        assert r["latency_ms"] == pytest.approx(table.predict(tiny, tiny.validate(r["arch"])))
+        assert round(r["latency_ms"] / step) == round(2.0 / step)
+    assert main(["sample", "--space", "tiny", "--target-ms", "2"]) == 2
+    assert "latency_table" in capsys.readouterr().err
+
+
 class ByWidth:
     """A stand-in accuracy predictor: wider stem, better."""
 

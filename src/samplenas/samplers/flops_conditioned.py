@@ -176,7 +176,10 @@ def _cost(
     """The cost to condition on: given, a latency table's, or FLOPs; targets in its unit."""
     if latency_table is None:
         if target_ms is not None:
-            raise UserError("sampler option 'target_ms' needs 'latency_table' (a latency cost)")
+            raise UserError(
+                "a latency target (sampler option 'target_ms', --target-ms) needs a latency "
+                "table (sampler option 'latency_table', --latency)"
+            )
         return cost or FlopsCost(space)
     if target_mflops is not None or cost is not None:
         raise UserError(
