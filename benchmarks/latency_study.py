@@ -76,11 +76,27 @@ def table_path(key: str) -> Path:
     return OUT / f"{SPACES[key]}.table.json"
 
 
-def part(name: str, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """The part's JSON, computed (and written) only when its file does not exist yet."""
+def wait_for_quiet(max_wait_s: float, every_s: float = 30.0) -> None:
+    """Wait until the 1-minute load is below LOAD_QUIET; give up after ``max_wait_s``
+    (a time taken on a loaded machine is not this machine's latency)."""
+    waited = 0.0
+    while os.getloadavg()[0] > LOAD_QUIET:
+        if waited >= max_wait_s:
+            raise SystemExit(
+                f"the machine is busy (1-minute load {os.getloadavg()[0]:.1f} > {LOAD_QUIET}) "
+                f"after {waited:.0f} s; run this part again when it is quiet"
+            )
+        time.sleep(every_s)
+        waited += every_s
+
+
+def part(name: str, run: Callable[[], dict[str, Any]], max_wait_s: float = 0.0) -> dict[str, Any]:
+    """The part's JSON, computed (and written) only when its file does not exist yet,
+    on a quiet machine (waiting up to ``max_wait_s`` for one)."""
     path = OUT / f"{name}.json"
     if path.is_file():
         return json.loads(path.read_text())
+    wait_for_quiet(max_wait_s)
     result = run()
     atomic_write_json(path, result)
     print(name, json.dumps({k: v for k, v in result.items() if k != "networks"})[:600])
@@ -293,6 +309,9 @@ def main() -> None:
         help="passed to both searches (default: samplenas search's defaults)",
     )
     ap.add_argument("--results", type=Path, default=OUT, help="where the parts' JSON go")
+    ap.add_argument(
+        "--max-wait", type=float, default=1800.0, help="seconds to wait for a quiet machine"
+    )
     ap.add_argument("--report", action="store_true", help="rewrite BENCHMARKS.md's tables")
     args = ap.parse_args()
     OUT = args.results
@@ -304,17 +323,17 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     for key in SPACES:
         if f"build-{key}" in args.parts:
-            part(f"build-{key}", lambda key=key: build(key, []))
+            part(f"build-{key}", lambda key=key: build(key, []), args.max_wait)
     for key in SPACES:
         if f"check-{key}" in args.parts:
-            part(f"check-{key}", lambda key=key: check(key, args.n, args.fit_n))
+            part(f"check-{key}", lambda key=key: check(key, args.n, args.fit_n), args.max_wait)
     if "search" in args.parts:
         if not (args.run / "run.json").is_file():
             raise SystemExit(
                 f"{args.run} is not a finished run; train it first "
                 f"(python benchmarks/default_run.py {args.run})"
             )
-        result = part("search", lambda: search(args.run, args.search_args.split()))
+        result = part("search", lambda: search(args.run, args.search_args.split()), args.max_wait)
         plot_search(result, OUT / "search_front.png")
 
 
