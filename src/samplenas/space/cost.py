@@ -22,7 +22,7 @@ import numpy as np
 
 from samplenas.errors import UserError
 from samplenas.space.arch import Arch
-from samplenas.space.base import GeneSpace, SearchSpace
+from samplenas.space.base import SearchSpace
 
 
 @dataclass(frozen=True)
@@ -106,15 +106,11 @@ class FlopsCost(CostModel):
         return self.space.cost_indices(idx)[self.row]
 
     def chain(self) -> ChainTables | None:
-        tables = getattr(self.space, "_stage_tables", None)
-        if tables is None:
+        from samplenas.space.mbconv import MBConvSpace
+
+        if not isinstance(self.space, MBConvSpace):
             return None
-        sp: Any = self.space
-        return ChainTables(
-            sp._stem[self.row] / 1e6,
-            tuple(t[self.row] / 1e6 for t in tables),
-            sp._head[self.row] / 1e6,
-        )
+        return ChainTables(*self.space.cost_chain(self.row))
 
     def bounds(self) -> tuple[float, float]:
         """FLOPs and params grow with every gene: the smallest and largest archs."""
@@ -167,10 +163,3 @@ def make_cost(space: SearchSpace, name: str = "mflops", latency_table: Any = Non
 
         return LatencyCost.of(space, latency_table)
     raise UserError(f"unknown cost '{name}'; use one of {list(COSTS)}")
-
-
-def require_gene_space(space: SearchSpace, what: str) -> GeneSpace:
-    """Vectorised costs need index rows: only GeneSpaces have them."""
-    if not isinstance(space, GeneSpace):
-        raise UserError(f"space '{space.name}' does not support {what}")
-    return space

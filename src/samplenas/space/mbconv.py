@@ -243,6 +243,11 @@ class MBConvSpace(GeneSpace):
             for i in range(S)
         ]
 
+    def cost_chain(self, row: int) -> tuple[np.ndarray, tuple[np.ndarray, ...], np.ndarray]:
+        """(stem, stages, head) tables of MACs (``row`` 0) or params (1), in millions."""
+        stages = tuple(t[row] / 1e6 for t in self._stage_tables)
+        return self._stem[row] / 1e6, stages, self._head[row] / 1e6
+
     def chain_sum(
         self, stem: np.ndarray, stages: Sequence[np.ndarray], head: np.ndarray, idx: np.ndarray
     ) -> np.ndarray:
