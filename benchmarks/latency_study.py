@@ -217,6 +217,10 @@ def best_within(front: list[dict[str, Any]], max_ms: float, key: str) -> str:
     return f"{max(ok):.2f}" if ok else "–"
 
 
+def duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
 def build_rows(parts: dict[str, dict[str, Any]]) -> str:
     rows = ["| space | blocks | build time | goal ≤ 10 min | highest load seen |"]
     rows.append("|---|---|---|---|---|")
@@ -225,7 +229,7 @@ def build_rows(parts: dict[str, dict[str, Any]]) -> str:
         if b:
             met = "yes" if b["seconds"] <= BUILD_GOAL_S else "no"
             rows.append(
-                f"| `{b['space']}` | {b['entries']} | {b['seconds'] / 60:.1f} min | {met} "
+                f"| `{b['space']}` | {b['entries']} | {duration(b['seconds'])} | {met} "
                 f"| {b['load_max']:.1f} |"
             )
     return "\n".join(rows)
@@ -250,6 +254,12 @@ def check_rows(parts: dict[str, dict[str, Any]]) -> str:
             f"| `{raw['space']}` | {cor['fitted_on']} | {cor['held_out']} "
             f"| {raw['kendall_tau']:.3f} | {raw['mape']:.1f} % | {cor['kendall_tau']:.3f} "
             f"| {cor['mape']:.1f} % | {raw['flops_tau']:.3f} | {ratios} | {c['load_max']:.1f} |"
+        )
+    missing = [f"check-{k}" for k in SPACES if f"check-{k}" not in parts]
+    if missing:
+        rows.append(
+            f"\nNot run yet on a quiet machine: `python benchmarks/latency_study.py --parts "
+            f"{' '.join(missing)}`."
         )
     return "\n".join(rows)
 
