@@ -71,7 +71,7 @@ def front_figure(
         ax.plot(fx, ty, "s--", color="C2", label="front on test")
     if front and all("measured_ms" in m for m in front):
         mx = np.array([m["measured_ms"] for m in front], dtype=float)
-        ax.plot(mx, fy, "x:", color="C4", label="front at its measured ms (val)")
+        ax.plot(mx, fy, "x", color="C4", label="front at its measured ms (val)")
     if low.any():
         ax.scatter(
             x[low],
