@@ -35,6 +35,10 @@ def built(name: str) -> str:
         import bn_calibration
 
         return bn_calibration.report(json.loads(bn_calibration.OUT.read_text()))
+    if name.startswith("latency"):
+        import latency_study
+
+        return latency_study.report(latency_study.load_parts())[name]
     import attentive_study
 
     summary = json.loads((attentive_study.RESULTS / "attentive_study.json").read_text())
@@ -50,6 +54,7 @@ def built(name: str) -> str:
         "tabular",
         "tabular_curves",
         *(f"nb201{part}" for part in ("", "_curves", "_noise", "_nvsk", "_graph", "_speed")),
+        *(f"latency_{part}" for part in ("build", "check", "search")),
     ],
 )
 def test_benchmarks_md_table_matches_its_json(name):

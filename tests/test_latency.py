@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from samplenas.cli import main
+from samplenas.errors import UserError
 from samplenas.latency import (
     LatencyTable,
     TimingSettings,
@@ -21,9 +22,9 @@ from samplenas.latency import (
     load_table,
     timing,
 )
-from samplenas.latency.check import held_out_correction
+from samplenas.latency.check import check_table, fit_correction
 from samplenas.latency.table import calibration_archs
-from samplenas.space import load_space
+from samplenas.space import Arch, load_space
 from samplenas.supernet.static import build_model
 
 FAST = ["--resolution", "6", "--warmup", "1", "--repeats", "2", "--no-progress"]
@@ -205,7 +206,7 @@ def test_cli_check_json_reports_table_and_flops_figures(capsys, tmp_path):
     report = json.loads(stdout)
     assert report["n"] == 5 and len(report["networks"]) == 5
     assert -1 <= report["kendall_tau"] <= 1 and -1 <= report["flops_tau"] <= 1
-    assert report["mape"] >= 0 and report["correction"] is None  # too few to fit and score
+    assert report["mape"] >= 0 and report["corrected"] is None  # no correction fitted
     assert len(report["worst"]) == 3
     errors = [w["error_pct"] for w in report["worst"]]
     assert errors == sorted(errors, reverse=True)
@@ -213,16 +214,43 @@ def test_cli_check_json_reports_table_and_flops_figures(capsys, tmp_path):
     assert all(n["arch"]["resolution"] == 6 and n["measured_ms"] > 0 for n in report["networks"])
 
 
-def test_the_correction_is_fitted_on_one_half_and_scored_on_the_other():
+def test_the_correction_is_fitted_per_resolution_and_checked_on_other_networks(
+    tiny, tmp_path, monkeypatch
+):
+    keys = [b.key(tiny) for b in inventory(tiny)]
     rng = np.random.default_rng(0)
-    predicted = rng.uniform(1, 10, 20)
-    mflops = rng.uniform(1, 50, 20)
-    measured = 1.5 * predicted + 0.02 * mflops + 0.3  # the table misses by a linear map
-    corr = held_out_correction(measured, predicted, mflops)
-    assert corr["fitted_on"] == corr["scored_on"] == 10
-    assert corr["held_out_mape_before"] > 20 and corr["held_out_mape_after"] < 1e-6
-    assert corr["coefficients"]["predicted"] == pytest.approx(1.5)
-    assert held_out_correction(measured[:5], predicted[:5], mflops[:5]) is None
+    table = LatencyTable(
+        "tiny", (6, 8), TimingSettings(), {k: rng.uniform(0.1, 1) for k in keys}, 0.2
+    )
+    truth = {6: 0.8, 8: 1.3}  # whole networks miss the sum by a factor per resolution
+
+    preempted = iter([5.0, 5.0])  # the first network of each resolution: an outlier
+
+    def timed(space, arch, settings):
+        slow = next(preempted, 1.0)
+        return slow * truth[int(arch["resolution"])] * (table.blocks_ms(space, arch) + 0.2)
+
+    monkeypatch.setattr("samplenas.latency.check.time_arch", timed)
+    with pytest.raises(UserError, match="--n 6"):
+        fit_correction(tiny, table, 5, progress=False)
+    corr = fit_correction(tiny, table, 10, seed=3, progress=False)
+    assert corr["scale"] == {"6": pytest.approx(0.8), "8": pytest.approx(1.3)}  # the median
+    assert corr["offset_ms"] == {"6": pytest.approx(0.16), "8": pytest.approx(0.26)}
+    fitted = [Arch(a) for a in corr["fitted_on"]["archs"]]
+    assert sorted(a["resolution"] for a in fitted) == [6] * 5 + [8] * 5  # balanced
+    table.save(tmp_path / "t.json")
+    table = load_table(tmp_path / "t.json")  # the correction is stored in the JSON
+    arch = tiny.largest()
+    assert table.predict(tiny, arch) == pytest.approx(timed(tiny, arch, None))
+    assert fit_correction(tiny, table, 10, seed=3, progress=False)["scale"] == corr["scale"]
+    assert table.predict(tiny, arch, corrected=False) == table.blocks_ms(tiny, arch) + 0.2
+    report = check_table(tiny, table, 30, seed=1, progress=False)
+    checked = {Arch(n["arch"]) for n in report["networks"]}
+    assert len(checked) == 30 and not checked & set(fitted)  # held out from the fit
+    after = report["corrected"]
+    assert after["fitted_on"] == 10 and after["held_out"] == 30
+    assert after["mape"] < 1e-6 < report["mape"] and after["kendall_tau"] == pytest.approx(1.0)
+    assert report["ratio_by_resolution"]["8"] > 1 > report["ratio_by_resolution"]["6"]
 
 
 def test_cost_latency_adds_the_tables_prediction(capsys, tmp_path, tiny):

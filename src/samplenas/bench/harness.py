@@ -55,10 +55,7 @@ def make_strategy(
     )
 
     space, archs = table.space, table.archs
-    cost = None
-    if cost_key is not None:
-        values = dict(zip(archs, table.cost(cost_key), strict=True))
-        cost = values.__getitem__
+    cost = table.cost_model(cost_key) if cost_key is not None else None
     if name == "random":
         return RandomSearch(space, seed=seed, candidates=archs)
     if name == "re":
@@ -168,8 +165,8 @@ def _best_accuracy(evaluator: Evaluator) -> Metric:
 
 def _hypervolume(evaluator: Evaluator, cost_key: str) -> Metric:
     table = evaluator.table
-    costs = dict(zip(table.archs, table.cost(cost_key), strict=True))
-    cost_range = (min(costs.values()), max(costs.values()))
+    cost = table.cost_model(cost_key)
+    cost_range = cost.bounds()
     reports = _reports(evaluator)
     ranges = [table.valid_range(), (float(table.valid.min()), float(table.valid.max()))]
     if table.test is not None:
@@ -181,7 +178,7 @@ def _hypervolume(evaluator: Evaluator, cost_key: str) -> Metric:
     def update(archs: list[Arch], scores: list[float]) -> list[float]:
         for a, s in zip(archs, scores, strict=True):
             seen_arch.append(a)
-            seen_cost.append(costs[table.space.validate(a)])
+            seen_cost.append(cost(a))
             seen_valid.append(s)
         front = pareto_front(seen_cost, seen_valid)
         c = [seen_cost[i] for i in front]

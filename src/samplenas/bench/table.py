@@ -19,6 +19,7 @@ from samplenas.bench.nasbench201 import NB201_DATASETS, load_nas_bench_201, pack
 from samplenas.errors import UserError
 from samplenas.io import load_restricted_pickle
 from samplenas.space import Arch, SearchSpace, load_space
+from samplenas.space.cost import TabulatedCost
 
 NB_GRAPH_DATASETS = (
     "cora",
@@ -84,6 +85,10 @@ class Table:
         if any(key not in r for r in self.rows.values()):
             raise UserError(f"benchmark '{self.name}' has no '{key}' for every architecture")
         return np.array([self.rows[a][key] for a in self.archs])
+
+    def cost_model(self, key: str) -> TabulatedCost:
+        """The table's ``key`` (latency, params) as a ``CostModel``, like FLOPs elsewhere."""
+        return TabulatedCost(self.space, dict(zip(self.archs, self.cost(key), strict=True)), key)
 
 
 class BudgetExhausted(RuntimeError):

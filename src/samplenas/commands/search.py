@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+from typing import Any
 
 from samplenas.commands.common import (
     add_evaluation_options,
@@ -12,6 +14,7 @@ from samplenas.commands.common import (
     open_run,
     positive_int,
 )
+from samplenas.errors import UserError
 from samplenas.io import print_json
 
 
@@ -25,6 +28,25 @@ def register(sub: argparse._SubParsersAction) -> None:
         nargs=2,
         metavar=("A", "B"),
         help="keep architectures within A..B MFLOPs",
+    )
+    p.add_argument(
+        "--latency",
+        metavar="TABLE",
+        help="search over (latency, accuracy) with this table's predicted ms "
+        "(from 'samplenas latency build'); the front is also timed end to end",
+    )
+    p.add_argument(
+        "--max-latency-ms",
+        type=float,
+        metavar="X",
+        help="keep architectures the table predicts at most X ms (needs --latency)",
+    )
+    p.add_argument(
+        "--latency-range",
+        type=float,
+        nargs=2,
+        metavar=("A", "B"),
+        help="keep architectures the table predicts within A..B ms (needs --latency)",
     )
     p.add_argument(
         "--population", type=positive_int, default=64, help="initial population P (paper 512)"
@@ -43,9 +65,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_search(args: argparse.Namespace) -> int:
     from samplenas.report import plot_front
-    from samplenas.search.runner import SearchConfig, front_of, run_evolution, write_front
+    from samplenas.search.runner import (
+        SearchConfig,
+        front_of,
+        run_evolution,
+        with_cost,
+        write_front,
+    )
 
     run = open_run(args)
+    cost, cost_range = search_cost(args, run.space)
     rng = tuple(args.mflops_range) if args.mflops_range else None
     cfg = SearchConfig(
         args.population,
@@ -55,6 +84,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         budget=args.budget,
         mflops_range=rng,
         seed=args.seed,
+        cost_range=cost_range,
     )
     calib = run.calibration(args.calib_batches)
     val = run.eval_loader("val", args.val_images)
@@ -65,8 +95,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     out = Path(args.run) / "search"
     measured = run.fingerprint(calib, "val", val)
     archive = open_cache(out / "archive.jsonl", measured)
-    stats = run_evolution(run.space, evaluate, cfg, archive, progress=not args.no_progress)
-    front = front_of(archive, rng)
+    stats = run_evolution(
+        run.space, evaluate, cfg, archive, progress=not args.no_progress, cost=cost
+    )
+    front = front_of(archive, cost_range or rng, cost)
     test = run.eval_loader("test")
     # Pareto members' test accuracy, measured once per way of measuring
     tested = open_cache(out / "test.jsonl", run.fingerprint(calib, "test", test))
@@ -77,33 +109,40 @@ def cmd_search(args: argparse.Namespace) -> int:
             row = {"test_top1": r["top1"], "test_loss": r["loss"]}
             tested.add(arch, row)
         metrics.update(row)
+    extra = {}
+    if cost is not None:
+        extra["latency"] = measure_front(run.space, cost, front, cost_range)
     write_front(
         front,
         out / "pareto.json",
-        {"run": str(args.run), **stats, "archive_size": len(archive), "fingerprint": measured},
+        {
+            "run": str(args.run),
+            **stats,
+            "archive_size": len(archive),
+            "fingerprint": measured,
+            **extra,
+        },
     )
     plot_front(
-        [m for _, m in archive.rows()],
+        [m for _, m in with_cost(archive.rows(), cost)],
         [m for _, m in front],
         out / "pareto.png",
         f"{run.space.name}: evolutionary search",
+        cost_key=cost.name if cost else "mflops",
+        cost_label=f"{cost.label} ({cost.unit}, table)" if cost else "MFLOPs",
     )
     if args.json:
         print_json(
             {
                 "front": [{"id": i, "arch": a.to_json(), **m} for i, (a, m) in enumerate(front)],
                 **stats,
+                **extra,
                 "archive": str(out / "archive.jsonl"),
                 "plot": str(out / "pareto.png"),
             }
         )
         return 0
-    print(f"{'id':>3} {'MFLOPs':>8} {'params M':>9} {'val top-1':>10} {'test top-1':>11}")
-    for i, (_, m) in enumerate(front):
-        print(
-            f"{i:3d} {m['mflops']:8.2f} {m['params_m']:9.3f} {m['val_top1']:10.2f} "
-            f"{m['test_top1']:11.2f}"
-        )
+    print_front(front, cost is not None)
     rate = stats["evaluations_per_minute"]
     print(
         f"{stats['evaluations']} evaluations ({stats['new_evaluations']} new"
@@ -112,3 +151,62 @@ def cmd_search(args: argparse.Namespace) -> int:
         f"plot {out / 'pareto.png'}"
     )
     return 0
+
+
+def search_cost(args: argparse.Namespace, space) -> tuple[Any, tuple[float, float] | None]:
+    """The search's cost model and bounds: (None, None) for FLOPs (``--mflops-range``
+    bounds those), a latency table's cost with ``--latency``."""
+    from samplenas.space.cost import make_cost
+
+    bounded = args.max_latency_ms is not None or args.latency_range is not None
+    if not args.latency:
+        if bounded:
+            raise UserError(
+                "--max-latency-ms and --latency-range bound a latency table's prediction: "
+                "give the table with --latency TABLE.json ('samplenas latency build')"
+            )
+        return None, None
+    if args.mflops_range:
+        raise UserError("--mflops-range bounds FLOPs, --latency searches latency; give one of them")
+    if args.max_latency_ms is not None and args.latency_range is not None:
+        raise UserError("give --max-latency-ms X or --latency-range A B, not both")
+    cost = make_cost(space, "latency", args.latency)
+    if args.max_latency_ms is not None:
+        return cost, (cost.bounds()[0], args.max_latency_ms)
+    return cost, tuple(args.latency_range) if args.latency_range else None
+
+
+def measure_front(space, cost, front: list, cost_range) -> dict[str, Any]:
+    """Time every front member end to end (the static model ``export`` writes, under the
+    table's settings) and add ``measured_ms`` beside the table's ``latency_ms``."""
+    from samplenas.latency import time_arch
+    from samplenas.latency.check import here_matches
+
+    info: dict[str, Any] = {"table": cost.path, "range_ms": cost_range, "measured": False}
+    try:
+        here_matches(cost.table)
+    except UserError as exc:  # a table of another device: its ms cannot be timed here
+        info["not_measured_because"] = str(exc)
+        print(f"note: the front is not timed here: {exc}", file=sys.stderr)
+        return info
+    for arch, metrics in front:
+        metrics["measured_ms"] = time_arch(space, arch, cost.table.settings)
+    info["measured"] = True
+    info["settings"] = cost.settings()
+    return info
+
+
+def print_front(front: list, latency: bool) -> None:
+    """The front as a table: MFLOPs, params, [predicted and measured ms], top-1."""
+    head = f"{'id':>3} {'MFLOPs':>8} {'params M':>9}"
+    if latency:
+        head += f" {'table ms':>9} {'measured':>9}"
+    print(head + f" {'val top-1':>10} {'test top-1':>11}")
+    for i, (_, m) in enumerate(front):
+        line = f"{i:3d} {m['mflops']:8.2f} {m['params_m']:9.3f}"
+        if latency:
+            measured = m.get("measured_ms")
+            line += f" {m['latency_ms']:9.3f} " + (
+                f"{measured:9.3f}" if measured is not None else f"{'-':>9}"
+            )
+        print(line + f" {m['val_top1']:10.2f} {m['test_top1']:11.2f}")

@@ -41,6 +41,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--space", required=True, help="space name or YAML path")
     p.add_argument("-n", type=positive_int, default=5, help="how many (default 5)")
     p.add_argument("--target-mflops", type=float, default=None, help="FLOPs-conditioned target")
+    p.add_argument(
+        "--latency", metavar="TABLE", help="a latency table: condition on its predicted ms"
+    )
+    p.add_argument(
+        "--target-ms", type=float, default=None, help="latency-conditioned target (--latency)"
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_sample)
@@ -168,24 +174,37 @@ def cmd_cost(args: argparse.Namespace) -> int:
 
 def cmd_sample(args: argparse.Namespace) -> int:
     from samplenas.samplers import FlopsConditionedSampler, UniformSampler
+    from samplenas.space.cost import make_cost
 
     space = load_space(args.space)
-    if args.target_mflops is None:
+    if args.target_mflops is None and args.target_ms is None:
         sampler = UniformSampler(space, seed=args.seed)
         archs, mean_trials = sampler.ask(args.n), None
     else:
-        fsampler = FlopsConditionedSampler(space, seed=args.seed, target_mflops=args.target_mflops)
+        fsampler = FlopsConditionedSampler(
+            space,
+            seed=args.seed,
+            target_mflops=args.target_mflops,
+            latency_table=args.latency,
+            target_ms=args.target_ms,
+        )
         archs = fsampler.ask(args.n)
         mean_trials = fsampler.mean_trials()
+    latency = make_cost(space, "latency", args.latency) if args.latency else None
     rows = []
     for a in archs:
         c = space.cost(a)
         rows.append({"arch": a.to_json(), "mflops": c.mflops, "params_m": c.params_m})
+        if latency is not None:
+            rows[-1]["latency_ms"] = latency(a)
     if args.json:
         print_json({"archs": rows, "mean_trials": mean_trials})
         return 0
     for r in rows:
-        print(f"{r['mflops']:9.2f} MFLOPs {r['params_m']:7.3f} M params  {json.dumps(r['arch'])}")
+        ms = f" {r['latency_ms']:8.3f} ms" if "latency_ms" in r else ""
+        print(
+            f"{r['mflops']:9.2f} MFLOPs {r['params_m']:7.3f} M params{ms}  {json.dumps(r['arch'])}"
+        )
     if mean_trials is not None:
         print(f"mean rejection trials per sample: {mean_trials:.2f}")
     return 0

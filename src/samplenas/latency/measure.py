@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import numpy as np
 
 from samplenas.latency import timing
@@ -26,18 +28,29 @@ def time_arch(space: MBConvSpace, arch: Arch, settings: TimingSettings) -> float
     return timing.time_module(build_model(space, arch), shape, settings)
 
 
-def sample_archs(space: MBConvSpace, n: int, resolutions: tuple[int, ...], seed: int) -> list[Arch]:
-    """``n`` distinct random archs whose resolution is one of ``resolutions`` (seeded).
+def sample_archs(
+    space: MBConvSpace,
+    n: int,
+    resolutions: tuple[int, ...],
+    seed: int,
+    exclude: Collection[Arch] = (),
+    balanced: bool = False,
+) -> list[Arch]:
+    """``n`` distinct random archs whose resolution is one of ``resolutions`` (seeded),
+    none of ``exclude``; ``balanced``: the resolutions in turn, as many of each.
 
     Asking for more than those resolutions hold would never finish, so the count is
     capped at what exists.
     """
     rng = np.random.default_rng(seed)
+    excluded = set(exclude)
     per_resolution = space.size() // len(space.config.resolution)
-    n = min(n, per_resolution * len(resolutions))
+    n = min(n, per_resolution * len(resolutions) - len(excluded))
     found: dict[Arch, None] = {}
     while len(found) < n:
         arch = space.sample(rng)
-        arch = space.validate(arch.replace(resolution=int(rng.choice(resolutions))))
-        found[arch] = None
+        r = resolutions[len(found) % len(resolutions)] if balanced else rng.choice(resolutions)
+        arch = space.validate(arch.replace(resolution=int(r)))
+        if arch not in excluded:
+            found[arch] = None
     return list(found)

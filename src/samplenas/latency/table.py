@@ -39,6 +39,8 @@ class LatencyTable:
     entries: dict[str, float] = field(default_factory=dict)
     constant_ms: float | None = None
     constant_residuals_ms: list[float] = field(default_factory=list)
+    # per-resolution scale and offset fitted on measured networks (latency.correction)
+    correction: dict[str, Any] | None = None
 
     def settings_json(self) -> dict[str, Any]:
         return {
@@ -53,6 +55,7 @@ class LatencyTable:
             "entries": self.entries,
             "constant_ms": self.constant_ms,
             "constant_residuals_ms": self.constant_residuals_ms,
+            "correction": self.correction,
         }
 
     def save(self, path: str | Path) -> None:
@@ -72,8 +75,17 @@ class LatencyTable:
             total += self.entries[key]
         return total
 
-    def predict(self, space: MBConvSpace, arch: Arch) -> float:
-        """Predicted ms of ``arch``: the sum of its blocks' entries plus the constant."""
+    def predict(self, space: MBConvSpace, arch: Arch, corrected: bool = True) -> float:
+        """Predicted ms of ``arch``: the sum of its blocks' entries plus the constant, or,
+        when the table carries a correction (and ``corrected``), the sum scaled and
+        offset by the correction fitted for the arch's resolution."""
+        self.require_usable(space)
+        blocks = self.blocks_ms(space, arch)
+        scale, offset = self.affine(int(arch["resolution"]), corrected)
+        return scale * blocks + offset
+
+    def require_usable(self, space: MBConvSpace) -> None:
+        """A prediction needs the table of this space, finished (its constant measured)."""
         if space.name != self.space:
             raise UserError(
                 f"the latency table is of space '{self.space}', not '{space.name}'; "
@@ -84,7 +96,13 @@ class LatencyTable:
                 "the latency table is unfinished (no constant yet); run the same "
                 "'samplenas latency build' again to finish it"
             )
-        return self.blocks_ms(space, arch) + self.constant_ms
+
+    def affine(self, resolution: int, corrected: bool = True) -> tuple[float, float]:
+        """(scale, offset ms) turning the blocks' sum into the prediction at ``resolution``."""
+        if corrected and self.correction is not None:
+            key = str(resolution)
+            return self.correction["scale"][key], self.correction["offset_ms"][key]
+        return 1.0, float(self.constant_ms or 0.0)
 
 
 def load_table(path: str | Path) -> LatencyTable:
@@ -120,7 +138,27 @@ def load_table(path: str | Path) -> LatencyTable:
         entries={k: float(v) for k, v in entries.items()},
         constant_ms=None if constant is None else float(constant),
         constant_residuals_ms=list(raw.get("constant_residuals_ms") or []),
+        correction=_correction(raw.get("correction"), s["resolutions"], path),
     )
+
+
+def _correction(raw: Any, resolutions: list[int], path: Path) -> dict[str, Any] | None:
+    """A stored correction, checked: a number per resolution for scale and offset."""
+    if raw is None:
+        return None
+    keys = {str(r) for r in resolutions}
+    ok = isinstance(raw, dict) and all(
+        isinstance(raw.get(f), dict)
+        and set(raw[f]) == keys
+        and all(isinstance(v, (int, float)) for v in raw[f].values())
+        for f in ("scale", "offset_ms")
+    )
+    if not ok:
+        raise UserError(
+            f"'{path}' has a damaged 'correction' (scale and offset_ms per resolution); "
+            "fit it again with 'samplenas latency fit'"
+        )
+    return raw
 
 
 def differing_setting(recorded: dict[str, Any], wanted: dict[str, Any]) -> str | None:
@@ -172,6 +210,7 @@ def build_table(
                 saved = time.monotonic()
         if todo or table.constant_ms is None:
             table.constant_ms = None
+            table.correction = None  # fitted on other entries: fit it again
             _measure_constant(space, table, calibration)
     finally:
         table.save(out)

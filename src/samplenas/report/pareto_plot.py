@@ -38,18 +38,25 @@ def y_frame(values: Sequence[float], keep: Sequence[float] = ()) -> tuple[float,
     return lo - margin, hi + margin, threshold
 
 
-def front_figure(points: Sequence[Row], front: Sequence[Row], title: str):
+def front_figure(
+    points: Sequence[Row],
+    front: Sequence[Row],
+    title: str,
+    cost_key: str = "mflops",
+    cost_label: str = "MFLOPs",
+):
     """The figure of ``points`` (every evaluated sub-network) and ``front`` (Pareto members,
-    with ``test_top1`` when measured); rows carry ``mflops`` and ``val_top1``."""
+    with ``test_top1`` when measured); rows carry ``cost_key`` and ``val_top1``. Front
+    members timed end to end (``measured_ms``) are drawn at their measured ms too."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
-    x = np.array([r["mflops"] for r in points], dtype=float)
+    x = np.array([r[cost_key] for r in points], dtype=float)
     y = np.array([r["val_top1"] for r in points], dtype=float)
-    fx = np.array([m["mflops"] for m in front], dtype=float)
+    fx = np.array([m[cost_key] for m in front], dtype=float)
     fy = np.array([m["val_top1"] for m in front], dtype=float)
     tested = bool(front) and all("test_top1" in m for m in front)
     ty = np.array([m["test_top1"] for m in front], dtype=float) if tested else np.zeros(0)
@@ -62,6 +69,9 @@ def front_figure(points: Sequence[Row], front: Sequence[Row], title: str):
     ax.plot(fx, fy, "o-", color="C3", label="Pareto front (val)")
     if tested:
         ax.plot(fx, ty, "s--", color="C2", label="front on test")
+    if front and all("measured_ms" in m for m in front):
+        mx = np.array([m["measured_ms"] for m in front], dtype=float)
+        ax.plot(mx, fy, "x", color="C4", label="front at its measured ms (val)")
     if low.any():
         ax.scatter(
             x[low],
@@ -83,7 +93,7 @@ def front_figure(points: Sequence[Row], front: Sequence[Row], title: str):
             gid="outlier-count",
         )
     ax.set_ylim(bottom, top)
-    ax.set_xlabel("MFLOPs")
+    ax.set_xlabel(cost_label)
     ax.set_ylabel("top-1 (%)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
@@ -92,11 +102,14 @@ def front_figure(points: Sequence[Row], front: Sequence[Row], title: str):
     return fig
 
 
-def plot_front(points: Sequence[Row], front: Sequence[Row], path: Path, title: str) -> None:
-    """Write ``front_figure`` to ``path`` (PNG), atomically like every file of a run."""
+def plot_front(
+    points: Sequence[Row], front: Sequence[Row], path: Path, title: str, **axis: str
+) -> None:
+    """Write ``front_figure`` to ``path`` (PNG), atomically like every file of a run;
+    ``axis``: ``cost_key`` and ``cost_label`` of the x-axis (MFLOPs by default)."""
     import matplotlib.pyplot as plt
 
-    fig = front_figure(points, front, title)
+    fig = front_figure(points, front, title, **axis)
     try:
         atomic_write(path, lambda f: fig.savefig(f, format="png"))
     finally:

@@ -1,7 +1,8 @@
 """Attentive sampling (AttentiveNAS, Algorithm 1): BestUp-k / WorstUp-k.
 
-For every attentive slot: draw a FLOPs target τ ~ π(τ) (``targets: uniform``: uniform
-over the buckets instead), draw k candidates from π(α | τ), score them, and keep the best
+For every attentive slot: draw a cost target τ ~ π(τ) (FLOPs, or a latency table's
+prediction with the option ``latency_table``; ``targets: uniform``: uniform over the
+buckets instead), draw k candidates from π(α | τ), score them, and keep the best
 (BestUp) or the worst (WorstUp). Scores come from an estimator the caller binds:
 
 * ``loss``: the negative loss of each candidate on the current minibatch, without
@@ -101,10 +102,12 @@ class AttentiveSampler(Sampler):
         return out
 
     def last_decision(self) -> dict[str, Any]:
-        """Per slot: every candidate's MFLOPs and score (higher = kept by BestUp)."""
+        """Per slot: every candidate's cost (MFLOPs, or the conditioning cost's) and score
+        (higher = kept by BestUp)."""
+        cost = self.conditional.cost
         return {
-            "candidate_mflops": [
-                [round(self.space.mflops(a), 3) for a in cands] for cands in self.last_candidates
+            f"candidate_{cost.name}": [
+                [round(cost(a), 3) for a in cands] for cands in self.last_candidates
             ],
             "candidate_scores": [[round(float(v), 5) for v in sc] for sc in self.last_scores],
             "picked": [self.choose(sc) for sc in self.last_scores],
@@ -169,7 +172,7 @@ class ParetoPoolSampler(Sampler):
             else:
                 raw = predictor.predict([space.arch_from_indices(r) for r in idx])
             pred = sign * np.asarray(raw, dtype=float)
-            buckets = prior.bucket_of(space.cost_indices(idx)[0])
+            buckets = prior.bucket_of(self.conditional.cost.values(idx))
             for b in np.unique(buckets):
                 rows = np.flatnonzero(buckets == b)
                 top = rows[np.argsort(-pred[rows])[:per_bucket]]

@@ -10,6 +10,11 @@ Two ways to draw α | τ, both accepting only archs whose FLOPs round to τ:
 ``"exact"`` (default for MobileNet-style spaces) counts architectures per cost by dynamic
 programming and is exactly uniform on the bucket at ~1.1 trials; ``"factorized"`` is the
 paper's rejection from Π π̂(o_i | τ) tables (works for any GeneSpace with a cost model).
+
+The cost conditioned on is a ``CostModel`` (``samplenas.space.cost``), FLOPs by default:
+``latency_table: lat.json`` (a recipe's ``sampler.options``) conditions on the table's
+predicted latency instead — targets in ms (``target_ms``), buckets over the table's range,
+the exact sampler running on the table's per-block sums.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from samplenas.samplers.base import Sampler
 from samplenas.samplers.flops_exact import ExactBucketSampler
 from samplenas.samplers.flops_prior import TARGETS, FlopsPrior
 from samplenas.space import Arch, GeneSpace, MBConvSpace, SearchSpace
+from samplenas.space.cost import CostModel, FlopsCost, make_cost
 
 METHODS = ("exact", "factorized")
 
@@ -47,6 +53,9 @@ class FlopsConditionedSampler(Sampler):
         step: float | None = None,
         method: str | None = None,
         targets: str = "prior",
+        cost: CostModel | None = None,
+        latency_table: Any = None,
+        target_ms: float | None = None,
     ) -> None:
         super().__init__(space, seed)
         if targets not in TARGETS:
@@ -55,7 +64,11 @@ class FlopsConditionedSampler(Sampler):
         self.name = f"flops-{targets}"
         if not isinstance(space, GeneSpace):
             raise UserError(f"space '{space.name}' does not support FLOPs-conditioned sampling")
-        self.prior = prior or FlopsPrior.for_space(space, m=prior_samples, step=step)
+        self.cost = _cost(space, cost, latency_table, target_mflops, target_ms)
+        target = target_ms if latency_table is not None else target_mflops
+        self.prior = prior or FlopsPrior.for_space(
+            space, m=prior_samples, step=step, cost=self.cost
+        )
         self.target_probs = self.prior.target_probs(targets)
         method = method or ("exact" if isinstance(space, MBConvSpace) else "factorized")
         if method not in METHODS:
@@ -68,14 +81,16 @@ class FlopsConditionedSampler(Sampler):
         self.method = method
         self.exact = (
             ExactBucketSampler(
-                space, self.prior.step, self.prior.first_bucket, self.prior.n_buckets
+                space,
+                self.prior.step,
+                self.prior.first_bucket,
+                self.prior.n_buckets,
+                cost=self.cost,
             )
             if method == "exact"
             else None
         )
-        self.target_bucket = (
-            None if target_mflops is None else self.prior.target_bucket(target_mflops)
-        )
+        self.target_bucket = None if target is None else self.prior.target_bucket(target)
         self.total_samples = 0
         self.total_trials = 0
         self.last_targets = np.zeros(0, dtype=np.int64)
@@ -102,6 +117,11 @@ class FlopsConditionedSampler(Sampler):
     def ask(self, n: int = 1) -> list[Arch]:
         return self.sample_in_buckets(self.sample_targets(n))
 
+    def last_decision(self) -> dict[str, Any]:
+        """The cost target (bucket centre, in the cost's unit) each arch was drawn for."""
+        targets = self.prior.bucket_mflops(self.last_targets)
+        return {f"target_{self.cost.name}": [round(float(t), 4) for t in targets]}
+
     def mean_trials(self) -> float | None:
         return self.total_trials / self.total_samples if self.total_samples else None
 
@@ -111,7 +131,10 @@ class FlopsConditionedSampler(Sampler):
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
         state.update(
-            total_samples=self.total_samples, total_trials=self.total_trials, targets=self.targets
+            total_samples=self.total_samples,
+            total_trials=self.total_trials,
+            targets=self.targets,
+            cost=self.cost.name,
         )
         return state
 
@@ -133,5 +156,34 @@ class FlopsConditionedSampler(Sampler):
                 f"existed called it 'flops-uniform'); resume with the sampler the run was "
                 f"trained with, or start a new run"
             )
+        cost = state.get("cost", "mflops")
+        if cost != self.cost.name:
+            raise UserError(
+                f"the checkpoint's sampler conditioned on {cost}, this one on {self.cost.name}; "
+                "resume with the recipe's sampler options unchanged, or start a new run"
+            )
         self.total_samples = int(state.get("total_samples", 0))
         self.total_trials = int(state.get("total_trials", 0))
+
+
+def _cost(
+    space: SearchSpace,
+    cost: CostModel | None,
+    latency_table: Any,
+    target_mflops: float | None,
+    target_ms: float | None,
+) -> CostModel:
+    """The cost to condition on: given, a latency table's, or FLOPs; targets in its unit."""
+    if latency_table is None:
+        if target_ms is not None:
+            raise UserError(
+                "a latency target (sampler option 'target_ms', --target-ms) needs a latency "
+                "table (sampler option 'latency_table', --latency)"
+            )
+        return cost or FlopsCost(space)
+    if target_mflops is not None or cost is not None:
+        raise UserError(
+            "sampler option 'latency_table' conditions on latency: give its target as "
+            "'target_ms', not 'target_mflops' (and no other cost)"
+        )
+    return make_cost(space, "latency", latency_table)

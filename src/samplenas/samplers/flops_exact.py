@@ -8,6 +8,11 @@ can be counted exactly with a forward pass over the stages, on a fine grid of co
 Sampling backwards through those counts draws every architecture of the (slightly
 widened) bucket with equal probability; a final check on the exact cost rejects the few
 near the bucket's edges. The result is exactly uniform on the bucket, at ~1 trial.
+
+Any cost with such a chain decomposition works the same (``CostModel.chain``): FLOPs,
+params, or a latency table (a sum of measured blocks). A component that can be negative
+(a latency correction's offset) is shifted to start at zero bins, and the shift is added
+back where bins turn into costs.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from samplenas.errors import UserError
+from samplenas.space.cost import CostModel, FlopsCost
 from samplenas.space.mbconv import MBConvSpace
 
 
@@ -28,8 +34,15 @@ class ExactBucketSampler:
         first_bucket: int,
         n_buckets: int,
         bins_per_step: int = 256,
+        cost: CostModel | None = None,
     ) -> None:
         self.space = space
+        self.cost = cost or FlopsCost(space)
+        chain = self.cost.chain()
+        if chain is None:
+            raise UserError(
+                f"the {self.cost.label} cost of '{space.name}' is not a sum over stages"
+            )
         self.step = step
         self.first_bucket = first_bucket
         self.n_buckets = n_buckets
@@ -37,9 +50,14 @@ class ExactBucketSampler:
         S = space.n_stages
         self.slack = S + 2  # |total rounding error| <= (S + 2) / 2 bins
         R = len(space.config.resolution)
-        stem = np.rint(space._stem[0] / 1e6 / self.delta).astype(np.int64)  # [R, W0]
-        stages = [np.rint(t[0] / 1e6 / self.delta).astype(np.int64) for t in space._stage_tables]
-        head = np.rint(space._head[0] / 1e6 / self.delta).astype(np.int64)  # [R, WS, WH]
+        parts = [chain.stem, *chain.stages, chain.head]
+        shifts = [min(float(t.min()), 0.0) for t in parts]  # FLOPs: all zero
+        self.origin = float(sum(shifts))  # the cost of bin 0
+        binned = [
+            np.rint((t - c) / self.delta).astype(np.int64)
+            for t, c in zip(parts, shifts, strict=True)
+        ]
+        stem, stages, head = binned[0], binned[1:-1], binned[-1]  # [R, W0], ..., [R, WS, WH]
         n_bins = int(stem.max() + sum(t.max() for t in stages) + head.max()) + 2 * self.slack + 2
         self.n_bins = n_bins
         self.stem_c, self.stage_c, self.head_c = stem, stages, head
@@ -82,13 +100,14 @@ class ExactBucketSampler:
     def _bin_range(self, buckets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Inclusive-exclusive fine-bin range covering each bucket, widened by the slack."""
         b = buckets + self.first_bucket
-        lo = np.floor((b - 0.5) * self.step / self.delta).astype(np.int64) - self.slack
-        hi = np.ceil((b + 0.5) * self.step / self.delta).astype(np.int64) + self.slack + 1
+        lo_cost, hi_cost = (b - 0.5) * self.step - self.origin, (b + 0.5) * self.step - self.origin
+        lo = np.floor(lo_cost / self.delta).astype(np.int64) - self.slack
+        hi = np.ceil(hi_cost / self.delta).astype(np.int64) + self.slack + 1
         return np.clip(lo, 0, self.n_bins), np.clip(hi, 0, self.n_bins)
 
     def bucket_counts(self) -> np.ndarray:
         """Architectures per bucket (by rounded cost; exact up to the bins at bucket edges)."""
-        centers = np.arange(self.n_bins) * self.delta
+        centers = np.arange(self.n_bins) * self.delta + self.origin
         b = np.clip(
             np.round(centers / self.step).astype(np.int64) - self.first_bucket,
             0,
@@ -111,8 +130,10 @@ class ExactBucketSampler:
         mass = self.cum_total[:, hi] - self.cum_total[:, lo]  # [R, n]
         empty = mass.sum(axis=0) <= 0
         if np.any(empty):
-            mflops = (buckets[empty][0] + self.first_bucket) * self.step
-            raise UserError(f"no architecture of space '{sp.name}' has about {mflops:g} MFLOPs")
+            target = (buckets[empty][0] + self.first_bucket) * self.step
+            raise UserError(
+                f"no architecture of space '{sp.name}' has about {self.cost.describe(target)}"
+            )
         r = self._choose(rng, mass.T)
         # final bin: inverse CDF inside [lo, hi)
         u = rng.random(n) * mass[r, np.arange(n)] + self.cum_total[r, lo]
@@ -163,14 +184,15 @@ class ExactBucketSampler:
             if not todo.size:
                 break
             cand = self.propose(rng, buckets[todo])
-            mflops, _ = self.space.cost_indices(cand)
-            ok = np.round(mflops / self.step).astype(np.int64) - self.first_bucket == buckets[todo]
+            cost = self.cost.values(cand)
+            ok = np.round(cost / self.step).astype(np.int64) - self.first_bucket == buckets[todo]
             trials[todo] += 1
             out[todo[ok]] = cand[ok]
             todo = todo[~ok]
         if todo.size:
-            mflops = (buckets[todo[0]] + self.first_bucket) * self.step
+            target = (buckets[todo[0]] + self.first_bucket) * self.step
             raise UserError(
-                f"no architecture of space '{self.space.name}' found near {mflops:g} MFLOPs"
+                f"no architecture of space '{self.space.name}' found near "
+                f"{self.cost.describe(target)}"
             )
         return out, trials

@@ -29,6 +29,7 @@ import numpy as np
 from samplenas.errors import UserError
 from samplenas.io import DAMAGED_FILE_ERRORS, atomic_write
 from samplenas.space.base import GeneSpace
+from samplenas.space.cost import CostModel, FlopsCost
 
 FORMAT_VERSION = 2
 TILTS = (-8.0, -4.0, -2.0, 2.0, 4.0, 8.0)
@@ -42,12 +43,14 @@ def cache_dir() -> Path:
     return Path(root) / "flops_prior"
 
 
-def default_step(space: GeneSpace) -> float:
-    """The space's declared step, else one giving about 70 buckets over its FLOPs range."""
+def default_step(space: GeneSpace, cost: CostModel | None = None) -> float:
+    """The space's declared FLOPs step, else one giving about 70 buckets over the cost's
+    range (a latency cost always takes the latter: the declared step is in MFLOPs)."""
+    cost = cost or FlopsCost(space)
     declared = getattr(getattr(space, "config", None), "flops_step", None)
-    if declared:
+    if declared and isinstance(cost, FlopsCost) and cost.name == "mflops":
         return float(declared)
-    lo, hi = space.cost(space.smallest()).mflops, space.cost(space.largest()).mflops
+    lo, hi = cost.bounds()
     raw = (hi - lo) / 70.0
     return float(f"{raw:.2g}")
 
@@ -62,14 +65,22 @@ def _tilted_logits(n_choices: np.ndarray, beta: float) -> list[np.ndarray]:
     return out
 
 
-def _space_key(space: GeneSpace, m: int, step: float, seed: int, cond: str | None) -> str:
+def _space_key(
+    space: GeneSpace, m: int, step: float, seed: int, cond: str | None, cost: CostModel
+) -> str:
     probe = space.sample_indices(np.random.default_rng(12345), 256)
     mflops, params = space.cost_indices(probe)
     h = hashlib.sha256()
     h.update(json.dumps([FORMAT_VERSION, space.name, m, step, seed, cond]).encode())
     h.update(json.dumps([(g.label, list(g.choices)) for g in space.genes]).encode())
     h.update(np.round(mflops, 6).tobytes() + np.round(params, 6).tobytes())
+    if not _is_flops(cost):  # FLOPs priors keep the key they always had
+        h.update(cost.key().encode() + np.round(cost.values(probe), 9).tobytes())
     return h.hexdigest()[:20]
+
+
+def _is_flops(cost: CostModel) -> bool:
+    return type(cost) is FlopsCost
 
 
 @dataclass
@@ -83,8 +94,17 @@ class FlopsPrior:
     tables: np.ndarray  # [B, R, G, C] π̂(o_i | τ, o_cond), zero-padded to C choices
     cond_gene: int  # gene index conditioned on, -1 for none
     n_samples: int
-    min_mflops: float
+    min_mflops: float  # the cost's range, in its unit (MFLOPs unless ``cost`` says)
     max_mflops: float
+    cost: CostModel | None = None  # what the buckets are of (None: FLOPs); not saved
+
+    @property
+    def unit(self) -> str:
+        return self.cost.unit if self.cost is not None else "MFLOPs"
+
+    def values(self, space: GeneSpace, idx: np.ndarray) -> np.ndarray:
+        """The bucketed cost of each index row."""
+        return space.cost_indices(idx)[0] if self.cost is None else self.cost.values(idx)
 
     # -- construction -----------------------------------------------------------------
     @classmethod
@@ -96,8 +116,10 @@ class FlopsPrior:
         seed: int = 0,
         condition_on: str | None = "resolution",
         chunk: int = 250_000,
+        cost: CostModel | None = None,
     ) -> FlopsPrior:
-        step = float(step or default_step(space))
+        cost = cost or FlopsCost(space)
+        step = float(step or default_step(space, cost))
         rng = np.random.default_rng(seed)
         G = len(space.genes)
         n_choices = space.n_choices
@@ -108,8 +130,7 @@ class FlopsPrior:
             if condition_on in labels and n_choices[labels.index(condition_on)] > 1:
                 cond_gene = labels.index(condition_on)
         R = int(n_choices[cond_gene]) if cond_gene >= 0 else 1
-        lo = space.cost(space.smallest()).mflops
-        hi = space.cost(space.largest()).mflops
+        lo, hi = cost.bounds()
         first = int(np.round(lo / step))
         B = int(np.round(hi / step)) - first + 1
 
@@ -149,7 +170,7 @@ class FlopsPrior:
                     ]
                 )
                 w = np.exp(log_p_const - np.logaddexp.reduce(mix, axis=0))
-                mflops, _ = space.cost_indices(idx)
+                mflops = cost.values(idx)
                 b = np.clip(np.round(mflops / step).astype(np.int64) - first, 0, B - 1)
                 w_prior += np.bincount(b, weights=w, minlength=B)
                 r = idx[:, cond_gene] if cond_gene >= 0 else np.zeros(k, dtype=np.int64)
@@ -162,7 +183,8 @@ class FlopsPrior:
         w_cond = w_tab[:, :, 0, :].sum(axis=2)  # [B, R]: weight per (bucket, cond value)
         cond_probs = w_cond / np.maximum(w_cond.sum(axis=1, keepdims=True), 1e-300)
         tables = w_tab / np.maximum(w_cond[:, :, None, None], 1e-300)
-        return cls(step, first, prior, cond_probs, tables, cond_gene, int(total), lo, hi)
+        kept = None if _is_flops(cost) else cost
+        return cls(step, first, prior, cond_probs, tables, cond_gene, int(total), lo, hi, kept)
 
     # -- persistence ------------------------------------------------------------------
     def save(self, path: Path) -> None:
@@ -209,17 +231,22 @@ class FlopsPrior:
         seed: int = 0,
         condition_on: str | None = "resolution",
         cache: Path | None = None,
+        cost: CostModel | None = None,
     ) -> FlopsPrior:
-        """Load the cached tables for this space and settings, building them once."""
-        step = float(step or default_step(space))
-        key = _space_key(space, m, step, seed, condition_on)
-        path = (cache or cache_dir()) / f"{space.name}-{key}.npz"
+        """Load the cached tables for this space, cost and settings, building them once."""
+        cost = cost or FlopsCost(space)
+        step = float(step or default_step(space, cost))
+        key = _space_key(space, m, step, seed, condition_on, cost)
+        name = space.name if _is_flops(cost) else f"{space.name}-{cost.name}"
+        path = (cache or cache_dir()) / f"{name}-{key}.npz"
         if path.is_file():
             try:
-                return cls.load(path)
+                prior = cls.load(path)
+                prior.cost = None if _is_flops(cost) else cost
+                return prior
             except DAMAGED_FILE_ERRORS:
                 pass  # a damaged cache file is rebuilt below
-        prior = cls.build(space, m=m, step=step, seed=seed, condition_on=condition_on)
+        prior = cls.build(space, m=m, step=step, seed=seed, condition_on=condition_on, cost=cost)
         prior.save(path)
         return prior
 
@@ -244,12 +271,13 @@ class FlopsPrior:
         if not (
             self.min_mflops - self.step / 2 <= mflops <= self.max_mflops + self.step / 2
         ) or not (0 <= b < self.n_buckets):
+            u = self.unit
             raise UserError(
-                f"target {mflops:g} MFLOPs is outside this space's range "
-                f"{self.min_mflops:.1f}-{self.max_mflops:.1f} MFLOPs (buckets {lo_t:g}-{hi_t:g})"
+                f"target {mflops:g} {u} is outside this space's range "
+                f"{self.min_mflops:.1f}-{self.max_mflops:.1f} {u} (buckets {lo_t:g}-{hi_t:g})"
             )
         if self.prior[b] <= 0 and self.tables[b].sum() == 0:
-            raise UserError(f"no architecture of this space has about {mflops:g} MFLOPs")
+            raise UserError(f"no architecture of this space has about {mflops:g} {self.unit}")
         return b
 
     def target_probs(self, targets: str = "prior") -> np.ndarray:
@@ -303,7 +331,7 @@ class FlopsPrior:
         todo = np.arange(n)
         while todo.size:
             cand = self.propose(rng, buckets[todo], chunk)  # [t, chunk, G]
-            mflops, _ = space.cost_indices(cand.reshape(-1, G))
+            mflops = self.values(space, cand.reshape(-1, G))
             hit = self.bucket_of(mflops).reshape(len(todo), chunk) == buckets[todo, None]
             found = hit.any(axis=1)
             first = hit.argmax(axis=1)
@@ -313,7 +341,7 @@ class FlopsPrior:
             if todo.size and trials[todo].max() > max_trials:
                 b = int(buckets[todo[0]])
                 raise UserError(
-                    f"no architecture found near {float(self.bucket_mflops(b)):g} MFLOPs "
+                    f"no architecture found near {float(self.bucket_mflops(b)):g} {self.unit} "
                     f"after {max_trials} trials; choose another target"
                 )
         return out, trials

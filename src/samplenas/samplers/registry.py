@@ -133,13 +133,15 @@ def _pareto_pool(
     return ParetoPoolSampler(space, seed=seed, mode=match["mode"], **options)
 
 
-# options of every FLOPs-conditioned draw (prior: a FlopsPrior object, Python API only)
-FLOPS_OPTIONS = ("prior", "prior_samples", "step", "method")
+# options of every cost-conditioned draw (prior: a FlopsPrior object, Python API only;
+# latency_table: condition on a latency table's prediction instead of FLOPs)
+FLOPS_OPTIONS = ("prior", "prior_samples", "step", "method", "latency_table")
 ATTENTIVE_OPTIONS = (*FLOPS_OPTIONS, "targets")
 
 register_sampler("uniform", UniformSampler)
-register_sampler("flops-prior", _flops("prior"), (*FLOPS_OPTIONS, "target_mflops"))
-register_sampler("flops-uniform", _flops("uniform"), (*FLOPS_OPTIONS, "target_mflops"))
+TARGET_OPTIONS = ("target_mflops", "target_ms")
+register_sampler("flops-prior", _flops("prior"), (*FLOPS_OPTIONS, *TARGET_OPTIONS))
+register_sampler("flops-uniform", _flops("uniform"), (*FLOPS_OPTIONS, *TARGET_OPTIONS))
 register_sampler_pattern(
     r"(?P<mode>best|worst)up-1M-acc",
     "bestup-1M-acc, worstup-1M-acc",

@@ -5,6 +5,9 @@ M mutations (each gene moves to a different value with probability ``mutate_prob
 uniform crossovers of parents, where the parents are the best architecture found so far
 in each FLOPs bucket — a per-bucket Pareto set, so the whole accuracy/FLOPs front keeps
 evolving rather than only its best point. Paper: P = 512, M = C = 128, 20 iterations.
+
+The cost bounded and bucketed is a ``CostModel``: FLOPs by default, or a latency table's
+prediction (``samplenas search --latency T --max-latency-ms X``).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from samplenas.samplers.base import Sampler
 from samplenas.samplers.flops_conditioned import FlopsConditionedSampler
 from samplenas.search.pareto import best_per_bucket
 from samplenas.space import Arch, GeneSpace, MBConvSpace
+from samplenas.space.cost import CostModel, FlopsCost
 
 
 class EvolutionSampler(Sampler):
@@ -38,17 +42,20 @@ class EvolutionSampler(Sampler):
         mflops_range: tuple[float, float] | None = None,
         bucket_step: float | None = None,
         max_tries: int = 1000,
+        cost: CostModel | None = None,
+        cost_range: tuple[float, float] | None = None,
     ) -> None:
         super().__init__(space, seed)
-        lo = space.cost(space.smallest()).mflops
-        hi = space.cost(space.largest()).mflops
-        self.lo, self.hi = mflops_range or (lo, hi)
+        self.cost = cost or FlopsCost(space)
+        lo, hi = self.cost.bounds()
+        self.lo, self.hi = cost_range or mflops_range or (lo, hi)
+        flag = "--mflops-range" if self.cost.name == "mflops" else f"the {self.cost.label} range"
         if self.lo > self.hi:
-            raise UserError(f"--mflops-range {self.lo:g} {self.hi:g}: the lower bound comes first")
+            raise UserError(f"{flag} {self.lo:g} {self.hi:g}: the lower bound comes first")
         if self.hi < lo or self.lo > hi:
             raise UserError(
-                f"--mflops-range {self.lo:g} {self.hi:g} does not meet the space's range "
-                f"{lo:.2f}-{hi:.2f} MFLOPs"
+                f"{flag} {self.lo:g} {self.hi:g} does not meet the space's range "
+                f"{lo:.2f}-{hi:.2f} {self.cost.unit}"
             )
         self.population, self.mutations, self.crossovers = population, mutations, crossovers
         self.iterations, self.mutate_prob, self.max_tries = iterations, mutate_prob, max_tries
@@ -56,12 +63,16 @@ class EvolutionSampler(Sampler):
         self.generation = 0
         self.seen: set[Arch] = set()
         self.fitness: dict[Arch, float] = {}
-        self.mflops: dict[Arch, float] = {}
+        self.costs: dict[Arch, float] = {}
+
+    @property
+    def mflops(self) -> dict[Arch, float]:
+        """The told archs' costs (MFLOPs unless ``cost`` says otherwise); the old name."""
+        return self.costs
 
     # -- helpers ------------------------------------------------------------------------
     def _in_bounds(self, arch: Arch) -> bool:
-        m = self.space.cost(arch).mflops
-        return self.lo <= m <= self.hi
+        return self.lo <= self.cost(arch) <= self.hi
 
     def _fresh(self, make) -> Arch | None:
         for _ in range(self.max_tries):
@@ -84,7 +95,9 @@ class EvolutionSampler(Sampler):
                 out.append(extreme)
         conditional, buckets = None, np.zeros(0, dtype=np.int64)
         if isinstance(self.space, MBConvSpace):
-            conditional = FlopsConditionedSampler(self.space, seed=int(self.rng.integers(2**31)))
+            conditional = FlopsConditionedSampler(
+                self.space, seed=int(self.rng.integers(2**31)), cost=self.cost
+            )
             prior = conditional.prior
             mids = prior.bucket_mflops(np.arange(prior.n_buckets))
             buckets = np.flatnonzero(
@@ -116,9 +129,9 @@ class EvolutionSampler(Sampler):
         archs = list(self.fitness)
         if not archs:
             return []
-        buckets = [int(self.mflops[a] // self.step) for a in archs]
+        buckets = [int(self.costs[a] // self.step) for a in archs]
         best = best_per_bucket(buckets, [self.fitness[a] for a in archs])
-        return [archs[i] for i in sorted(best.values(), key=lambda i: self.mflops[archs[i]])]
+        return [archs[i] for i in sorted(best.values(), key=lambda i: self.costs[archs[i]])]
 
     def done(self) -> bool:
         return self.generation > self.iterations
@@ -159,7 +172,7 @@ class EvolutionSampler(Sampler):
         for a, s in zip(archs, scores, strict=True):
             self.seen.add(a)
             self.fitness[a] = float(s)
-            self.mflops[a] = self.space.cost(a).mflops
+            self.costs[a] = self.cost(a)
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
@@ -174,6 +187,6 @@ class EvolutionSampler(Sampler):
         super().load_state_dict(state)
         self.generation = int(state["generation"])
         self.seen = {Arch(a) for a in state["seen"]}
-        self.fitness, self.mflops = {}, {}
+        self.fitness, self.costs = {}, {}
         for a, s in state["fitness"]:
             self.tell([Arch(a)], [s])

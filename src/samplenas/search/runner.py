@@ -22,6 +22,7 @@ from samplenas.search.archive import Archive
 from samplenas.search.evolution import EvolutionSampler
 from samplenas.search.pareto import pareto_front
 from samplenas.space import Arch, GeneSpace
+from samplenas.space.cost import CostModel
 
 
 @dataclass
@@ -34,6 +35,7 @@ class SearchConfig:
     budget: int | None = None  # cap on evaluations
     mflops_range: tuple[float, float] | None = None
     seed: int = 0
+    cost_range: tuple[float, float] | None = None  # bounds in the search cost's unit
 
 
 def run_evolution(
@@ -42,8 +44,10 @@ def run_evolution(
     cfg: SearchConfig,
     archive: Archive,
     progress: bool = True,
+    cost: CostModel | None = None,
 ) -> dict[str, Any]:
-    """Evolve, evaluating through ``archive`` (cached) with ``evaluate``; return timing stats."""
+    """Evolve, evaluating through ``archive`` (cached) with ``evaluate``; return timing stats.
+    ``cost`` (default FLOPs) is what ``cfg``'s bounds and the evolution's buckets are of."""
     sampler = EvolutionSampler(
         space,
         seed=cfg.seed,
@@ -53,6 +57,8 @@ def run_evolution(
         iterations=cfg.iterations,
         mutate_prob=cfg.mutate_prob,
         mflops_range=cfg.mflops_range,
+        cost=cost,
+        cost_range=cfg.cost_range,
     )
     total = cfg.population + cfg.iterations * (cfg.mutations + cfg.crossovers)
     if cfg.budget:
@@ -97,15 +103,30 @@ def run_evolution(
 
 
 def front_of(
-    archive: Archive, mflops_range: tuple[float, float] | None = None
+    archive: Archive,
+    cost_range: tuple[float, float] | None = None,
+    cost: CostModel | None = None,
 ) -> list[tuple[Arch, dict[str, Any]]]:
-    rows = archive.rows()
-    if mflops_range:
-        rows = [r for r in rows if mflops_range[0] <= r[1]["mflops"] <= mflops_range[1]]
+    """The (cost, val top-1) Pareto front of the archive within ``cost_range``; the cost is
+    the rows' MFLOPs, or ``cost`` computed per arch (and added to its rows)."""
+    rows = with_cost(archive.rows(), cost)
+    key = cost.name if cost is not None else "mflops"
+    if cost_range:
+        rows = [r for r in rows if cost_range[0] <= r[1][key] <= cost_range[1]]
     if not rows:
         return []
-    idx = pareto_front([r[1]["mflops"] for r in rows], [r[1]["val_top1"] for r in rows])
+    idx = pareto_front([r[1][key] for r in rows], [r[1]["val_top1"] for r in rows])
     return [rows[i] for i in idx]
+
+
+def with_cost(
+    rows: list[tuple[Arch, dict[str, Any]]], cost: CostModel | None
+) -> list[tuple[Arch, dict[str, Any]]]:
+    """Rows with ``cost``'s value under its name (a cost the archive does not store:
+    a latency table's prediction depends on the table, not on the evaluation)."""
+    if cost is None:
+        return rows
+    return [(a, {**m, cost.name: cost(a)}) for a, m in rows]
 
 
 def write_front(

@@ -8,7 +8,7 @@ share its width, kernel size and expansion ratio; depth says how many run.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -243,17 +243,26 @@ class MBConvSpace(GeneSpace):
             for i in range(S)
         ]
 
-    def cost_indices(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        idx = np.atleast_2d(idx)
+    def cost_chain(self, row: int) -> tuple[np.ndarray, tuple[np.ndarray, ...], np.ndarray]:
+        """(stem, stages, head) tables of MACs (``row`` 0) or params (1), in millions."""
+        stages = tuple(t[row] / 1e6 for t in self._stage_tables)
+        return self._stem[row] / 1e6, stages, self._head[row] / 1e6
+
+    def chain_sum(
+        self, stem: np.ndarray, stages: Sequence[np.ndarray], head: np.ndarray, idx: np.ndarray
+    ) -> np.ndarray:
+        """Sum along the chain stem -> stages -> head of tables shaped like this space's
+        cost tables (any leading axes, e.g. MACs and params), for each index row."""
         r = idx[:, self._g_res]
         w = [idx[:, j] for j in self._g_width]
-        total = self._stem[:, r, w[0]]
+        total = stem[..., r, w[0]]
         for si, (gd, gk, ge) in enumerate(self._g_stage):
-            total = (
-                total
-                + self._stage_tables[si][:, r, w[si], w[si + 1], idx[:, gd], idx[:, gk], idx[:, ge]]
-            )
-        total = total + self._head[:, r, w[-2], w[-1]]
+            cell = stages[si][..., r, w[si], w[si + 1], idx[:, gd], idx[:, gk], idx[:, ge]]
+            total = total + cell
+        return total + head[..., r, w[-2], w[-1]]
+
+    def cost_indices(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        total = self.chain_sum(self._stem, self._stage_tables, self._head, np.atleast_2d(idx))
         return total[0] / 1e6, total[1] / 1e6
 
     def describe(self) -> dict[str, Any]:
