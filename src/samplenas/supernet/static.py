@@ -17,6 +17,7 @@ from samplenas.supernet.layers import (
     ConvBNAct,
     PointwiseConv2d,
     Shortcut,
+    SplitAttention,
     SqueezeExcite,
     activation,
     drop_path,
@@ -25,31 +26,48 @@ from samplenas.supernet.layers import (
 
 
 class MBConvBlock(nn.Module):
-    """Inverted residual: [1x1 expand] -> kxk depthwise -> [SE] -> 1x1 project, + shortcut."""
+    """Inverted residual: [1x1 expand] -> kxk depthwise -> [SE] -> 1x1 project, + shortcut.
+
+    ``attention`` (FP-NAS Table 2): 0 none, 1 SE (a bool works), r >= 2 Split-Attention,
+    whose r-split depthwise conv (``sa[str(r)]``, named as the supernet's per-split-count
+    weights) replaces the plain one. ``kernel`` 0 skips the block: the shortcut alone.
+    """
 
     def __init__(
         self,
         c_in: int,
         c_out: int,
         kernel: int,
-        expand_ratio: int,
+        expand_ratio: float,
         stride: int,
-        se: bool,
+        attention: int,
         act: str,
         drop_path_rate: float = 0.0,
     ) -> None:
         super().__init__()
-        mid = expanded_channels(c_in, expand_ratio)
-        self.expand = ConvBNAct(c_in, mid, 1, act=act) if expand_ratio != 1 else None
-        self.depthwise = ConvBNAct(mid, mid, kernel, stride, groups=mid, act=act)
-        self.se = SqueezeExcite(mid, se_channels(mid)) if se else None
-        self.project = ConvBNAct(mid, c_out, 1, act=None)
+        self.expand = self.depthwise = self.se = self.sa = self.project = None
+        if kernel:
+            mid = expanded_channels(c_in, expand_ratio)
+            self.expand = ConvBNAct(c_in, mid, 1, act=act) if expand_ratio != 1 else None
+            if attention >= 2:
+                self.sa = nn.ModuleDict(
+                    {str(attention): SplitAttention(mid, attention, kernel, stride, act)}
+                )
+            else:
+                self.depthwise = ConvBNAct(mid, mid, kernel, stride, groups=mid, act=act)
+            self.se = SqueezeExcite(mid, se_channels(mid)) if attention == 1 else None
+            self.project = ConvBNAct(mid, c_out, 1, act=None)
         self.shortcut = Shortcut(c_in, c_out, stride)
         self.drop_path_rate = drop_path_rate
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.project is None:
+            return self.shortcut(x)
         y = self.expand(x) if self.expand is not None else x
-        y = self.depthwise(y)
+        if self.sa is not None:
+            y = next(iter(self.sa.values()))(y)
+        else:
+            y = self.depthwise(y)
         if self.se is not None:
             y = self.se(y)
         y = self.project(y)
