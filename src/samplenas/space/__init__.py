@@ -2,12 +2,15 @@
 
 from samplenas.space.arch import Arch
 from samplenas.space.base import Cost, Gene, GeneSpace, SearchSpace
+from samplenas.space.fbnet import FBNetConfig, FBNetSpace
 from samplenas.space.mbconv import MBConvConfig, MBConvSpace
 from samplenas.space.registry import list_spaces, load_space, register_kind, register_space
 
 __all__ = [
     "Arch",
     "Cost",
+    "FBNetConfig",
+    "FBNetSpace",
     "Gene",
     "GeneSpace",
     "MBConvConfig",

@@ -65,7 +65,9 @@ class DynamicDepthwiseConv2d(nn.Module):
     ``multiplier * C`` filters.
     """
 
-    def __init__(self, max_channels: int, kernel: int, stride: int = 1, multiplier: int = 1) -> None:
+    def __init__(
+        self, max_channels: int, kernel: int, stride: int = 1, multiplier: int = 1
+    ) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.empty(multiplier * max_channels, 1, kernel, kernel))
         self.stride = stride
