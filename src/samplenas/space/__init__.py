@@ -6,7 +6,11 @@ from samplenas.space.fbnet import FBNetConfig, FBNetSpace
 from samplenas.space.mbconv import MBConvConfig, MBConvSpace
 from samplenas.space.registry import list_spaces, load_space, register_kind, register_space
 
+SUPERNET_SPACES = (MBConvSpace, FBNetSpace)  # the spaces a weight-sharing supernet trains
+SupernetSpace = MBConvSpace | FBNetSpace
+
 __all__ = [
+    "SUPERNET_SPACES",
     "Arch",
     "Cost",
     "FBNetConfig",
@@ -16,6 +20,7 @@ __all__ = [
     "MBConvConfig",
     "MBConvSpace",
     "SearchSpace",
+    "SupernetSpace",
     "list_spaces",
     "load_space",
     "register_kind",

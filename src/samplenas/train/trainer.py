@@ -28,7 +28,14 @@ from samplenas.data import Splits, load_dataset, make_loader
 from samplenas.errors import UserError
 from samplenas.io import atomic_write_json, atomic_write_text
 from samplenas.samplers import Sampler, make_sampler
-from samplenas.space import Arch, MBConvSpace, list_spaces, load_space
+from samplenas.space import (
+    SUPERNET_SPACES,
+    Arch,
+    SearchSpace,
+    SupernetSpace,
+    list_spaces,
+    load_space,
+)
 from samplenas.space.registry import SPACES_DIR
 from samplenas.train import distributed as D
 from samplenas.train import runlog
@@ -120,7 +127,7 @@ def load_run_data(
 
 
 def check_space_fits_data(
-    space: MBConvSpace, data: Splits, cfg: RunConfig | None = None, run_dir: Path | None = None
+    space: SupernetSpace, data: Splits, cfg: RunConfig | None = None, run_dir: Path | None = None
 ) -> None:
     """The space's input channels and classes must be the data's; else say what to change
     and where: the recipe's space file, a copy of a shipped space, the recipe's inline
@@ -187,10 +194,11 @@ def lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
-def build_supernet(space: MBConvSpace) -> torch.nn.Module:
-    from samplenas.supernet import MBConvSupernet
+def build_supernet(space: SearchSpace) -> torch.nn.Module:
+    """The space's weight-sharing supernet; UserError for spaces without one."""
+    from samplenas.supernet import build_supernet as build
 
-    return MBConvSupernet(space)
+    return build(space)
 
 
 class Trainer:
@@ -216,8 +224,11 @@ class Trainer:
         torch.set_num_threads(threads)
         torch.manual_seed(cfg.seed)
         space = load_space(cfg.space)
-        if not isinstance(space, MBConvSpace):
-            raise UserError(f"space '{space.name}' has no supernet; use a MobileNet-style space")
+        if not isinstance(space, SUPERNET_SPACES):
+            raise UserError(
+                f"space '{space.name}' has no supernet; use a MobileNet-style or "
+                "FBNetV2-style space"
+            )
         self.space = space
         guard = data_guard(self.out, accept_data_change) if resume else None
         self.data = load_run_data(cfg, self.out if self.dist.is_main else None, guard)
