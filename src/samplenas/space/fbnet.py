@@ -16,9 +16,11 @@ With ``fine: true`` every block is its own group and chooses on its own (FBNetV2
 
 Arch JSON: ``{"resolution": r, "kernel": [U], "swish": [U], "attention": [U],
 "expand_pct": [U], "width": [U]}`` with one entry per group (U = number of groups, or of
-blocks when fine). ``variable_groups()`` gives each group's gene indices: what FP-NAS's
-factorized (one categorical per gene) and joint (one categorical over a group's genes)
-distributions are over.
+blocks when fine). Genes are ordered resolution, then group by group (kernel, swish,
+attention, expand_pct, width), and labelled with their group's name, so
+``variable_groups()`` is ``[[0], [1..5], [6..10], ...]``: what FP-NAS's factorized (one
+categorical per gene) and joint (one categorical over a group's genes) distributions are
+over.
 
 Size: ``size()`` is the product of the choices, as GeneSpace counts; a skipped block's
 activation, attention and expansion change nothing, so ``distinct_size()`` (the number of
@@ -206,14 +208,6 @@ class FBNetSpace(GeneSpace):
         if field == "resolution":
             return 0
         return 1 + unit * len(BLOCK_FIELDS) + BLOCK_FIELDS.index(field)
-
-    def variable_groups(self) -> list[list[int]]:
-        """Gene indices per block group, in order: ``[[resolution], [kernel, swish,
-        attention, expand_pct, width of group 1], ...]``. Every gene is in exactly one
-        group. FP-NAS's factorized distribution is one categorical per gene, its joint
-        distribution one categorical over the product of a group's genes (Eqn. 5-6)."""
-        per = len(BLOCK_FIELDS)
-        return [[0]] + [list(range(1 + u * per, 1 + (u + 1) * per)) for u in range(self.n_groups)]
 
     def blocks(self, arch: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Every block of ``arch`` in order: c_in, c_out, kernel, expansion, stride,
