@@ -215,3 +215,17 @@ def test_cost_cli_and_space_listing(capsys, tmp_path):
     assert set(FBNET_224 + FBNET_FASHION) <= names
     assert main(["cost", "--space", "fbnetv2-fashion", "--arch", '{"resolution": 28}']) == 2
     assert "lacks field(s)" in capsys.readouterr().err
+
+
+def test_supernet_trains_and_evaluates_through_the_cli(capsys, tmp_path):
+    out = tmp_path / "run"
+    argv = ["train", "--config", "tiny", "--space", "fbnetv2-fashion", "--epochs", "1"]
+    argv += ["--set", "data.train_subset=128", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    capsys.readouterr()
+    space = load_space("fbnetv2-fashion")
+    arch = space.sample(np.random.default_rng(0))
+    assert main(["eval", "--run", str(out), "--arch", arch.to_json_str(), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["mflops"] == space.cost(arch).mflops
+    assert 0 <= result["top1"] <= 100
