@@ -1,14 +1,16 @@
 """Training throughput of the smallest and largest static models of a space.
 
-Run: python benchmarks/space_throughput.py [SPACE]  ->  benchmarks/results/space_throughput.json
-(SGD step, batch 128, 2 threads, both memory formats; median of 5 timed steps after warm-up.)
+Run: python benchmarks/space_throughput.py [SPACE] [--threads N]
+  ->  benchmarks/results/space_throughput.json (attentive-fashion, 2 threads), else
+      benchmarks/results/space_throughput_SPACE_Nt.json
+(SGD step, batch 128, both memory formats; median of 5 timed steps after warm-up.)
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -39,8 +41,12 @@ def images_per_second(space, arch, channels_last: bool, batch: int = 128) -> flo
 
 
 def main() -> None:
-    torch.set_num_threads(2)
-    name = sys.argv[1] if len(sys.argv) > 1 else "attentive-fashion"
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("space", nargs="?", default="attentive-fashion")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    name = args.space
     space = load_space(name)
     rows = {}
     for label, arch in (("smallest", space.smallest()), ("largest", space.largest())):
@@ -51,8 +57,16 @@ def main() -> None:
             "images_per_second_contiguous": round(images_per_second(space, arch, False)),
             "images_per_second_channels_last": round(images_per_second(space, arch, True)),
         }
-    result = {"space": name, "size": space.size(), "batch": 128, "threads": 2, "archs": rows}
-    out = Path(__file__).parent / "results" / "space_throughput.json"
+    result = {
+        "space": name,
+        "size": space.size(),
+        "batch": 128,
+        "threads": args.threads,
+        "archs": rows,
+    }
+    default = name == "attentive-fashion" and args.threads == 2
+    stem = "space_throughput" if default else f"space_throughput_{name}_{args.threads}t"
+    out = Path(__file__).parent / "results" / f"{stem}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

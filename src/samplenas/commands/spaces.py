@@ -9,7 +9,15 @@ from typing import Any
 from samplenas.commands.common import ARCH_HELP, positive_int, resolve_arch
 from samplenas.errors import UserError
 from samplenas.io import print_json
-from samplenas.space import MBConvSpace, SearchSpace, list_spaces, load_space
+from samplenas.space import (
+    FBNetSpace,
+    MBConvSpace,
+    SearchSpace,
+    SupernetSpace,
+    list_spaces,
+    load_space,
+)
+from samplenas.space.fbnet import BLOCK_FIELDS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -74,16 +82,14 @@ def describe_space(space: SearchSpace) -> dict[str, Any]:
     """What a space holds: size and cost range, and for MobileNet-style spaces the input,
     classes and every stage's choices (what a user checks a space file of their own by)."""
     info = space.describe()
+    if isinstance(space, FBNetSpace):
+        return {**info, **_input_facts(space), **_fbnet_facts(space)}
     if not isinstance(space, MBConvSpace):
         return info
     c = space.config
     return {
         **info,
-        "min_params_m": space.cost(space.smallest()).params_m,
-        "max_params_m": space.cost(space.largest()).params_m,
-        "in_channels": c.in_channels,
-        "num_classes": c.num_classes,
-        "resolution": list(c.resolution),
+        **_input_facts(space),
         "stem": {
             "width": list(c.stem_width),
             "kernel_size": c.stem_kernel,
@@ -105,6 +111,37 @@ def describe_space(space: SearchSpace) -> dict[str, Any]:
     }
 
 
+def _input_facts(space: SupernetSpace) -> dict[str, Any]:
+    c = space.config
+    return {
+        "min_params_m": space.cost(space.smallest()).params_m,
+        "max_params_m": space.cost(space.largest()).params_m,
+        "in_channels": c.in_channels,
+        "num_classes": c.num_classes,
+        "resolution": list(c.resolution),
+    }
+
+
+def _fbnet_facts(space: FBNetSpace) -> dict[str, Any]:
+    """Stem, every block group's choices (one per block when fine) and the head."""
+    c = space.config
+    return {
+        "distinct_networks": space.distinct_size(),
+        "fine": c.fine,
+        "stem": {"width": c.stem_width, "kernel_size": c.stem_kernel, "stride": c.stem_stride},
+        "groups": [
+            {
+                "name": g.name,
+                "repeat": g.repeat,
+                "stride": g.stride,
+                **{f: list(g.choices(f)) for f in BLOCK_FIELDS},
+            }
+            for g in c.groups
+        ],
+        "head": {"width": c.head_width},
+    }
+
+
 def describe_one(space: SearchSpace, as_json: bool) -> int:
     info = describe_space(space)
     if as_json:
@@ -118,6 +155,9 @@ def describe_one(space: SearchSpace, as_json: bool) -> int:
         if "min_params_m" in info:
             print(f", params {info['min_params_m']:.4f} - {info['max_params_m']:.4f} M", end="")
         print()
+    if "groups" in info:
+        _print_groups(info)
+        return 0
     if "stages" not in info:
         return 0
     res = "/".join(map(str, info["resolution"]))
@@ -138,6 +178,29 @@ def describe_one(space: SearchSpace, as_json: bool) -> int:
     head = info["head"]
     print(f"  {'head':<6} width {_choices(head['width'])}, expand {head['expand']}")
     return 0
+
+
+def _print_groups(info: dict[str, Any]) -> None:
+    res = "/".join(map(str, info["resolution"]))
+    print(
+        f"  {info['distinct_networks']:.4g} distinct networks (skipping makes other choices moot)"
+    )
+    print(
+        f"  input {info['in_channels']} channel(s), resolution {res}; {info['num_classes']} classes"
+    )
+    stem = info["stem"]
+    print(
+        f"  {'stem':<6} width {stem['width']}, {stem['kernel_size']}x{stem['kernel_size']} "
+        f"stride {stem['stride']}"
+    )
+    for g in info["groups"]:
+        print(
+            f"  {g['name']:<6} x{g['repeat']} stride {g['stride']}: kernel "
+            f"{_choices(g['kernel'])} (0 = skip), swish {_choices(g['swish'])}, attention "
+            f"{_choices(g['attention'])} (1 SE, 2/4 split-attention), expand % "
+            f"{_choices(g['expand_pct'])}, width {_choices(g['width'])}"
+        )
+    print(f"  {'head':<6} 1x1 conv to {info['head']['width']}, pool, linear")
 
 
 def _choices(values: list[int]) -> str:

@@ -38,6 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="continue the run in DIR where it stopped (may change only --epochs, "
         "checkpoint/eval cadence, threads, --data-dir)",
     )
+    p.add_argument(
+        "--space", help="search space (shipped name or YAML path) instead of the recipe's"
+    )
     p.add_argument("--sampler", help="sampler name, e.g. uniform or flops-uniform")
     p.add_argument("--epochs", type=positive_int, help="number of epochs")
     add_data_options(p)
@@ -74,6 +77,8 @@ def _overrides(args: argparse.Namespace) -> dict:
     from samplenas.train.config import merge, parse_overrides
 
     extra: dict = {}
+    if args.space:
+        extra = merge(extra, {"space": args.space})
     if args.sampler:
         extra = merge(extra, {"sampler": {"name": args.sampler}})
     if args.epochs is not None:

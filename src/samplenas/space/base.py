@@ -299,6 +299,17 @@ class GeneSpace(SearchSpace):
         take_b = rng.random(len(self.genes)) < 0.5
         return self.arch_from_indices(np.where(take_b, ib, ia))
 
+    def variable_groups(self) -> list[list[int]]:
+        """Gene indices per group of genes that share a ``Gene.group`` label (a stage, a
+        block group), in order of first appearance; a gene without a label is a group of
+        its own. Every gene is in exactly one group. This is what FP-NAS's distributions
+        are over: factorized = one categorical per gene, joint = one categorical over the
+        product of a group's genes (Eqn. 5-6)."""
+        groups: dict[str, list[int]] = {}
+        for j, g in enumerate(self.genes):
+            groups.setdefault(g.group or g.label, []).append(j)
+        return list(groups.values())
+
     # -- batched cost (spaces with a cost model override) -----------------------------
     def cost_indices(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(MFLOPs, params in millions) for a batch of index rows."""

@@ -1,7 +1,8 @@
 """Analytic cost of the MobileNet-style blocks, counted as the papers count it.
 
-Multiply-accumulates of every convolution and linear layer (SE and 1x1 shortcut
-projections included; BN, activations, pooling and additions are free). Parameters
+Multiply-accumulates of every convolution and linear layer (SE, Split-Attention and 1x1
+shortcut projections included; BN, activations, pooling, softmax, products and additions
+are free). Parameters
 include BN affine weights and conv/linear biases, so they equal ``sum(p.numel())`` of
 the model that ``samplenas.supernet.static.build_model`` builds.
 """
@@ -33,6 +34,19 @@ def se_channels(mid: int) -> int:
     return make_divisible(mid // 4, 8)
 
 
+def sa_channels(mid: int, radix: int) -> int:
+    """Hidden width of a Split-Attention block's attention MLP: ResNeSt's
+    ``channels * radix // 4``, rounded like SE's (without ResNeSt's floor of 32, which
+    would dominate the narrow blocks of the small spaces)."""
+    return make_divisible(mid * radix // 4, 8)
+
+
+def radix_of(attention: int) -> int:
+    """Depthwise outputs per hidden channel: the split count for Split-Attention (2, 4),
+    else 1 (attention 0 = none, 1 = SE, as FP-NAS Table 2 numbers them)."""
+    return attention if attention >= 2 else 1
+
+
 @dataclass(frozen=True)
 class LayerCost:
     macs: int
@@ -47,23 +61,38 @@ def stem_cost(size: int, c_in: int, c_out: int, kernel: int, stride: int) -> tup
 
 
 def mbconv_cost(
-    size: int, c_in: int, c_out: int, kernel: int, expand_ratio: float, stride: int, se: bool
+    size: int,
+    c_in: int,
+    c_out: int,
+    kernel: int,
+    expand_ratio: float,
+    stride: int,
+    attention: int,
 ) -> tuple[LayerCost, int]:
-    """One MBConv block: [1x1 expand] -> kxk depthwise -> [SE] -> 1x1 project, plus shortcut."""
+    """One MBConv block: [1x1 expand] -> kxk depthwise -> [SE | Split-Attention] -> 1x1
+    project, plus shortcut. ``attention``: 0 none, 1 SE (``True`` / ``False`` work), r >= 2
+    Split-Attention over r depthwise splits. ``kernel`` 0 is a skipped block: the shortcut
+    alone (identity, or average pooling and/or a 1x1 projection)."""
     out = conv_out(size, stride)
-    mid = expanded_channels(c_in, expand_ratio)
     macs = params = 0
-    if expand_ratio != 1:
-        macs += size * size * c_in * mid
-        params += c_in * mid + 2 * mid
-    macs += out * out * mid * kernel * kernel
-    params += mid * kernel * kernel + 2 * mid
-    if se:
-        sm = se_channels(mid)
-        macs += 2 * mid * sm
-        params += 2 * mid * sm + sm + mid
-    macs += out * out * mid * c_out
-    params += mid * c_out + 2 * c_out
+    if kernel:
+        mid = expanded_channels(c_in, expand_ratio)
+        radix = radix_of(attention)
+        if expand_ratio != 1:
+            macs += size * size * c_in * mid
+            params += c_in * mid + 2 * mid
+        macs += out * out * radix * mid * kernel * kernel
+        params += radix * mid * kernel * kernel + 2 * radix * mid
+        if attention == 1:
+            sm = se_channels(mid)
+            macs += 2 * mid * sm
+            params += 2 * mid * sm + sm + mid
+        elif attention >= 2:
+            sm = sa_channels(mid, radix)
+            macs += mid * sm + sm * radix * mid
+            params += mid * sm + sm + sm * radix * mid + radix * mid
+        macs += out * out * mid * c_out
+        params += mid * c_out + 2 * c_out
     if c_in != c_out:  # 1x1 projection shortcut (after average pooling when strided)
         macs += out * out * c_in * c_out
         params += c_in * c_out

@@ -9,11 +9,15 @@ from typing import Any
 
 from samplenas.errors import UserError
 from samplenas.space.base import SearchSpace
+from samplenas.space.fbnet import FBNetConfig, FBNetSpace
 from samplenas.space.mbconv import MBConvConfig, MBConvSpace
 from samplenas.yamlio import parse_yaml
 
 SPACES_DIR = Path(__file__).parent / "spaces"
-_KINDS = {"mbconv": lambda cfg, name: MBConvSpace(MBConvConfig.from_dict(cfg, name))}
+_KINDS = {
+    "mbconv": lambda cfg, name: MBConvSpace(MBConvConfig.from_dict(cfg, name)),
+    "fbnet": lambda cfg, name: FBNetSpace(FBNetConfig.from_dict(cfg, name)),
+}
 _BUILTIN: dict[str, Callable[[], SearchSpace]] = {}  # spaces defined in code (cell spaces)
 
 

@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from samplenas.space.mbconv_cost import se_channels
+from samplenas.space.mbconv_cost import sa_channels, se_channels
+from samplenas.supernet.layers import split_attend
 from samplenas.supernet.sliced_linear import sliced_linear, sliced_pointwise_conv
 
 
@@ -57,18 +58,27 @@ class DynamicConv2d(nn.Module):
 
 
 class DynamicDepthwiseConv2d(nn.Module):
-    """A depthwise conv: channels follow the input, the kernel is the active centre."""
+    """A depthwise conv: channels follow the input, the kernel is the active centre.
 
-    def __init__(self, max_channels: int, kernel: int, stride: int = 1) -> None:
+    ``multiplier`` filters per channel (Split-Attention's splits), laid out channel-major
+    as ``groups=channels`` convolutions do, so C active channels use the first
+    ``multiplier * C`` filters.
+    """
+
+    def __init__(
+        self, max_channels: int, kernel: int, stride: int = 1, multiplier: int = 1
+    ) -> None:
         super().__init__()
-        self.weight = nn.Parameter(torch.empty(max_channels, 1, kernel, kernel))
+        self.weight = nn.Parameter(torch.empty(multiplier * max_channels, 1, kernel, kernel))
         self.stride = stride
+        self.multiplier = multiplier
         self.active_kernel = kernel
         nn.init.kaiming_normal_(self.weight, mode="fan_out")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c, k = x.shape[1], self.active_kernel
-        w = self.weight if c == self.weight.shape[0] else self.weight[:c]
+        rows = self.multiplier * c
+        w = self.weight if rows == self.weight.shape[0] else self.weight[:rows]
         return F.conv2d(x, centre(w, k), None, self.stride, k // 2, 1, c)
 
 
@@ -118,6 +128,31 @@ class DynamicSqueezeExcite(nn.Module):
         s = F.adaptive_avg_pool2d(x, 1)
         s = F.hardsigmoid(self.expand(F.relu(self.reduce(s))))
         return x * s
+
+
+class DynamicSplitAttention(nn.Module):
+    """``layers.SplitAttention`` over the first C hidden channels (C follows the input).
+
+    The block applies ``conv`` and its activation, then ``attend``; the attention MLP's
+    widths follow C as ``sa_channels`` says.
+    """
+
+    def __init__(self, max_channels: int, radix: int, kernel: int, stride: int) -> None:
+        super().__init__()
+        self.radix = radix
+        self.conv = nn.Sequential(
+            DynamicDepthwiseConv2d(max_channels, kernel, stride, multiplier=radix),
+            DynamicBatchNorm2d(radix * max_channels),
+        )
+        max_reduced = sa_channels(max_channels, radix)
+        self.reduce = DynamicConv2d(max_channels, max_reduced, 1, bias=True)
+        self.expand = DynamicConv2d(max_reduced, radix * max_channels, 1, bias=True)
+
+    def attend(self, y: torch.Tensor) -> torch.Tensor:
+        c = y.shape[1] // self.radix
+        self.reduce.active_out = sa_channels(c, self.radix)
+        self.expand.active_out = self.radix * c
+        return split_attend(y, self.radix, self.reduce, self.expand)
 
 
 class DynamicLinear(nn.Module):

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from samplenas.space.mbconv_cost import sa_channels
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "swish": nn.SiLU,
@@ -84,6 +88,41 @@ class SqueezeExcite(nn.Module):
         s = F.adaptive_avg_pool2d(x, 1)
         s = F.hardsigmoid(self.expand(F.relu(self.reduce(s))))
         return x * s
+
+
+def split_attend(
+    y: torch.Tensor,
+    radix: int,
+    reduce: Callable[[torch.Tensor], torch.Tensor],
+    expand: Callable[[torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """ResNeSt radix attention: ``y`` holds ``radix`` splits per channel (channel-major,
+    as a depthwise conv with ``radix`` filters per channel lays them out); the pooled sum
+    of the splits -> 1x1 ``reduce`` -> ReLU -> 1x1 ``expand`` to one logit per split ->
+    softmax over the splits -> the splits' weighted sum. Shared by the static and the
+    dynamic module, so that the supernet computes what its export computes."""
+    splits = y.unflatten(1, (y.shape[1] // radix, radix))  # a view, also channels-last
+    pooled = torch.mean(splits.sum(2), dim=(2, 3), keepdim=True)
+    logits = expand(F.relu(reduce(pooled)))
+    weights = torch.softmax(logits.unflatten(1, (logits.shape[1] // radix, radix)), dim=2)
+    return (splits * weights).sum(2)
+
+
+class SplitAttention(nn.Module):
+    """Split-Attention in an MBConv block (FP-NAS Fig. 2): a kxk depthwise conv with
+    ``radix`` filters per channel (+BN, activation), then radix attention over the splits.
+    It replaces the block's depthwise conv and SE; each split count has its own weights."""
+
+    def __init__(self, channels: int, radix: int, kernel: int, stride: int, act: str) -> None:
+        super().__init__()
+        self.radix = radix
+        self.conv = ConvBNAct(channels, radix * channels, kernel, stride, groups=channels, act=act)
+        reduced = sa_channels(channels, radix)
+        self.reduce = PointwiseConv2d(channels, reduced, bias=True)
+        self.expand = PointwiseConv2d(reduced, radix * channels, bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return split_attend(self.conv(x), self.radix, self.reduce, self.expand)
 
 
 class Shortcut(nn.Module):

@@ -21,6 +21,7 @@ from samplenas.supernet.dynamic import (
     DynamicConv2d,
     DynamicDepthwiseConv2d,
     DynamicLinear,
+    DynamicSplitAttention,
     DynamicSqueezeExcite,
     centre,
 )
@@ -31,62 +32,79 @@ _ACT = {"swish": F.silu, "relu": F.relu, "hswish": F.hardswish}
 
 
 class DynamicMBConvBlock(nn.Module):
-    """An MBConv block at its largest; ``configure`` picks width, kernel and expansion."""
+    """An MBConv block at its largest; ``configure`` picks width, kernel (0 = skip),
+    expansion, activation and attention (0 none, 1 SE, r >= 2 Split-Attention).
+
+    Every choice slices the same weights except the split count: each r >= 2 has its own
+    r-split depthwise conv and attention MLP (``sa[str(r)]``), as FP-NAS section 4 says.
+    """
 
     def __init__(
         self,
         in_widths: tuple[int, ...],
         out_widths: tuple[int, ...],
         kernels: tuple[int, ...],
-        expands: tuple[int, ...],
+        expands: tuple[float, ...],
         stride: int,
-        se: bool,
-        act: str,
+        attentions: tuple[int, ...],
+        acts: tuple[str, ...],
     ) -> None:
         super().__init__()
         max_in, max_out, max_k = max(in_widths), max(out_widths), max(kernels)
-        mids = [expanded_channels(c, e) for c in in_widths for e in expands]
-        max_mid = max(mids)
-        self.has_expand = any(e != 1 for e in expands)
-        self.expand = (
-            nn.Sequential(DynamicConv2d(max_in, max_mid, 1), DynamicBatchNorm2d(max_mid))
-            if self.has_expand
-            else None
-        )
-        self.depthwise = nn.Sequential(
-            DynamicDepthwiseConv2d(max_mid, max_k, stride), DynamicBatchNorm2d(max_mid)
-        )
-        self.se = DynamicSqueezeExcite(max_mid) if se else None
-        self.project = nn.Sequential(
-            DynamicConv2d(max_mid, max_out, 1), DynamicBatchNorm2d(max_out)
-        )
+        max_mid = max(expanded_channels(c, e) for c in in_widths for e in expands)
+        self.expand = self.depthwise = self.se = self.sa = self.project = None
+        if max_k > 0:
+            if any(e != 1 for e in expands):
+                self.expand = nn.Sequential(
+                    DynamicConv2d(max_in, max_mid, 1), DynamicBatchNorm2d(max_mid)
+                )
+            if any(a < 2 for a in attentions):
+                self.depthwise = nn.Sequential(
+                    DynamicDepthwiseConv2d(max_mid, max_k, stride), DynamicBatchNorm2d(max_mid)
+                )
+            if 1 in attentions:
+                self.se = DynamicSqueezeExcite(max_mid)
+            radices = [a for a in attentions if a >= 2]
+            if radices:
+                self.sa = nn.ModuleDict(
+                    {str(r): DynamicSplitAttention(max_mid, r, max_k, stride) for r in radices}
+                )
+            self.project = nn.Sequential(
+                DynamicConv2d(max_mid, max_out, 1), DynamicBatchNorm2d(max_out)
+            )
         needs_proj = any(c != o for c in in_widths for o in out_widths)
         self.shortcut = nn.Module()
         self.shortcut.proj = DynamicConv2d(max_in, max_out, 1) if needs_proj else None
         self.stride = stride
-        self.act = _ACT[act]
+        self.act = _ACT[acts[-1]]
         self.out_channels, self.expand_ratio, self.drop_path_rate = max_out, max(expands), 0.0
+        self.kernel, self.attention = max_k, max(attentions)
 
     def configure(
-        self, out_channels: int, kernel: int, expand_ratio: int, drop_path_rate: float
+        self,
+        out_channels: int,
+        kernel: int,
+        expand_ratio: float,
+        drop_path_rate: float,
+        act: str | None = None,
+        attention: int | None = None,
     ) -> None:
-        self.out_channels, self.expand_ratio = out_channels, expand_ratio
+        """Activate one choice; ``act`` / ``attention`` None keep the block's own."""
+        self.out_channels, self.expand_ratio, self.kernel = out_channels, expand_ratio, kernel
         self.drop_path_rate = drop_path_rate
-        self.depthwise[0].active_kernel = kernel
-        self.project[0].active_out = out_channels
+        if act is not None:
+            self.act = _ACT[act]
+        if attention is not None:
+            self.attention = attention
+        if kernel:
+            conv = self.sa[str(self.attention)].conv if self.attention >= 2 else self.depthwise
+            conv[0].active_kernel = kernel
+            self.project[0].active_out = out_channels
         if self.shortcut.proj is not None:
             self.shortcut.proj.active_out = out_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c_in = x.shape[1]
-        y = x
-        if self.expand_ratio != 1:
-            self.expand[0].active_out = expanded_channels(c_in, self.expand_ratio)
-            y = self.act(self.expand[1](self.expand[0](y)))
-        y = self.act(self.depthwise[1](self.depthwise[0](y)))
-        if self.se is not None:
-            y = self.se(y)
-        y = self.project[1](self.project[0](y))
         shortcut = x
         if self.stride > 1:
             shortcut = F.avg_pool2d(
@@ -94,6 +112,20 @@ class DynamicMBConvBlock(nn.Module):
             )
         if c_in != self.out_channels:
             shortcut = self.shortcut.proj(shortcut)
+        if not self.kernel:
+            return shortcut
+        y = x
+        if self.expand_ratio != 1:
+            self.expand[0].active_out = expanded_channels(c_in, self.expand_ratio)
+            y = self.act(self.expand[1](self.expand[0](y)))
+        if self.attention >= 2:
+            unit = self.sa[str(self.attention)]
+            y = unit.attend(self.act(unit.conv[1](unit.conv[0](y))))
+        else:
+            y = self.act(self.depthwise[1](self.depthwise[0](y)))
+            if self.attention == 1:
+                y = self.se(y)
+        y = self.project[1](self.project[0](y))
         return shortcut + drop_path(y, self.drop_path_rate, self.training)
 
 
@@ -122,8 +154,8 @@ class MBConvSupernet(nn.Module):
                         stage.kernel_size,
                         stage.expand_ratio,
                         stage.stride if b == 0 else 1,
-                        stage.se,
-                        cfg.activation,
+                        (1,) if stage.se else (0,),
+                        (cfg.activation,),
                     )
                 )
             prev = stage.width

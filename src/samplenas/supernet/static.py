@@ -11,12 +11,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from samplenas.space import Arch, MBConvSpace, SearchSpace
+from samplenas.space import Arch, FBNetSpace, MBConvSpace, SearchSpace
 from samplenas.space.mbconv_cost import expanded_channels, se_channels
 from samplenas.supernet.layers import (
     ConvBNAct,
     PointwiseConv2d,
     Shortcut,
+    SplitAttention,
     SqueezeExcite,
     activation,
     drop_path,
@@ -25,31 +26,45 @@ from samplenas.supernet.layers import (
 
 
 class MBConvBlock(nn.Module):
-    """Inverted residual: [1x1 expand] -> kxk depthwise -> [SE] -> 1x1 project, + shortcut."""
+    """Inverted residual: [1x1 expand] -> kxk depthwise -> [SE] -> 1x1 project, + shortcut.
+
+    ``attention`` (FP-NAS Table 2): 0 none, 1 SE (a bool works), r >= 2 Split-Attention,
+    whose r-split depthwise conv (``sa[str(r)]``, named as the supernet's per-split-count
+    weights) replaces the plain one. ``kernel`` 0 skips the block: the shortcut alone.
+    """
 
     def __init__(
         self,
         c_in: int,
         c_out: int,
         kernel: int,
-        expand_ratio: int,
+        expand_ratio: float,
         stride: int,
-        se: bool,
+        attention: int,
         act: str,
         drop_path_rate: float = 0.0,
     ) -> None:
         super().__init__()
-        mid = expanded_channels(c_in, expand_ratio)
-        self.expand = ConvBNAct(c_in, mid, 1, act=act) if expand_ratio != 1 else None
-        self.depthwise = ConvBNAct(mid, mid, kernel, stride, groups=mid, act=act)
-        self.se = SqueezeExcite(mid, se_channels(mid)) if se else None
-        self.project = ConvBNAct(mid, c_out, 1, act=None)
+        self.expand = self.depthwise = self.se = self.sa = self.project = None
+        if kernel:
+            mid = expanded_channels(c_in, expand_ratio)
+            self.expand = ConvBNAct(c_in, mid, 1, act=act) if expand_ratio != 1 else None
+            if attention >= 2:
+                self.sa = nn.ModuleDict(
+                    {str(attention): SplitAttention(mid, attention, kernel, stride, act)}
+                )
+            else:
+                self.depthwise = ConvBNAct(mid, mid, kernel, stride, groups=mid, act=act)
+            self.se = SqueezeExcite(mid, se_channels(mid)) if attention == 1 else None
+            self.project = ConvBNAct(mid, c_out, 1, act=None)
         self.shortcut = Shortcut(c_in, c_out, stride)
         self.drop_path_rate = drop_path_rate
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.project is None:
+            return self.shortcut(x)
         y = self.expand(x) if self.expand is not None else x
-        y = self.depthwise(y)
+        y = next(iter(self.sa.values()))(y) if self.sa is not None else self.depthwise(y)
         if self.se is not None:
             y = self.se(y)
         y = self.project(y)
@@ -136,8 +151,58 @@ class MBConvNet(nn.Module):
         return self.classifier(self.dropout(self.forward_features(x)))
 
 
+class FBNetNet(nn.Module):
+    """An FBNetV2-style network (FP-NAS Table 1): resize -> stem -> every block (a skipped
+    one is its shortcut alone) -> 1x1 conv to the head width -> pool -> dropout -> linear."""
+
+    def __init__(
+        self, space: FBNetSpace, arch: Arch, dropout: float = 0.0, drop_path_rate: float = 0.0
+    ) -> None:
+        super().__init__()
+        arch = space.validate(arch)
+        cfg = space.config
+        self.arch = arch
+        self.resolution = int(arch["resolution"])
+        self.resize_mode = cfg.resize_mode
+        self.stem = ConvBNAct(
+            cfg.in_channels, cfg.stem_width, cfg.stem_kernel, cfg.stem_stride, act=cfg.activation
+        )
+        specs = space.blocks(arch)
+        rates = drop_path_rates(specs, drop_path_rate)
+        self.blocks = nn.Sequential(
+            *(
+                MBConvBlock(**spec, drop_path_rate=rate)
+                for spec, rate in zip(specs, rates, strict=True)
+            )
+        )
+        self.head = ConvBNAct(specs[-1]["c_out"], cfg.head_width, 1, act=cfg.activation)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(cfg.head_width, cfg.num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = resize_input(x, self.resolution, self.resize_mode)
+        x = self.head(self.blocks(self.stem(x)))
+        return torch.flatten(torch.mean(x, dim=(2, 3)), 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(self.forward_features(x)))
+
+
+def drop_path_rates(specs: list[dict[str, Any]], rate: float) -> list[float]:
+    """Stochastic depth rising linearly to ``rate`` over the blocks that run convolutions
+    (a skipped block has no residual branch to drop)."""
+    convs = sum(1 for s in specs if s["kernel"])
+    out, seen = [], 0
+    for s in specs:
+        out.append(rate * seen / max(convs - 1, 1) if s["kernel"] else 0.0)
+        seen += bool(s["kernel"])
+    return out
+
+
 def build_model(space: SearchSpace, arch: Arch | dict[str, Any], **options: Any) -> nn.Module:
     """A randomly initialised standalone model of ``arch`` (options: dropout, drop_path_rate)."""
+    if isinstance(space, FBNetSpace):
+        return FBNetNet(space, space.validate(arch), **options)
     if not isinstance(space, MBConvSpace):
         raise TypeError(f"no model builder for space '{space.name}'")
     return MBConvNet(space, space.validate(arch), **options)

@@ -12,7 +12,7 @@ import torch
 
 from samplenas.data import Loader, Splits
 from samplenas.errors import UserError
-from samplenas.space import Arch, MBConvSpace, load_space
+from samplenas.space import SUPERNET_SPACES, Arch, SupernetSpace, load_space
 from samplenas.train.checkpoint import CHECKPOINT, load_checkpoint
 from samplenas.train.config import RunConfig, load_run_config
 from samplenas.train.ema import averaged_parameters
@@ -48,7 +48,7 @@ class RunWeights:
 
     path: Path
     cfg: RunConfig
-    space: MBConvSpace
+    space: SupernetSpace
     supernet: torch.nn.Module
     step: int
     weights: str = "trained"  # or "ema": the moving average of the trained weights
@@ -145,7 +145,7 @@ class Run(RunWeights):
         return self.score(arch, self.calibration(calib_batches), self.eval_loader(split))
 
 
-def _open_recipe(path: Path, data_dir: str | None = None) -> tuple[RunConfig, MBConvSpace]:
+def _open_recipe(path: Path, data_dir: str | None = None) -> tuple[RunConfig, SupernetSpace]:
     """A trained run's recipe (``data_dir`` overriding its data folder) and its space."""
     if not (path / "config.yaml").is_file() or not (path / CHECKPOINT).is_file():
         raise UserError(
@@ -159,12 +159,12 @@ def _open_recipe(path: Path, data_dir: str | None = None) -> tuple[RunConfig, MB
     cfg = load_run_config(path, {"data": {"data_dir": data_dir}} if data_dir else None)
     torch.set_num_threads(cfg.train.threads or torch.get_num_threads())
     space = load_space(cfg.space)
-    if not isinstance(space, MBConvSpace):
+    if not isinstance(space, SUPERNET_SPACES):
         raise UserError(f"space '{space.name}' of run '{path}' has no supernet")
     return cfg, space
 
 
-def _weights(path: Path, cfg: RunConfig, space: MBConvSpace, weights: str) -> RunWeights:
+def _weights(path: Path, cfg: RunConfig, space: SupernetSpace, weights: str) -> RunWeights:
     """The supernet of ``path`` with its ``weights`` (see ``load_run``)."""
     if weights not in ("auto", "ema", "trained"):
         raise ValueError(f"weights must be auto, ema or trained, not {weights!r}")
@@ -188,7 +188,7 @@ def load_run_weights(path: str | Path, weights: str = "auto") -> RunWeights:
     return _weights(path, *_open_recipe(path), weights)
 
 
-def run_space(path: str | Path) -> MBConvSpace:
+def run_space(path: str | Path) -> SupernetSpace:
     """A trained run's space, from its recipe alone."""
     return _open_recipe(Path(path))[1]
 

@@ -22,7 +22,14 @@ import torch.nn.functional as F
 from samplenas.data import Splits, load_dataset
 from samplenas.errors import UserError
 from samplenas.samplers import Sampler, make_sampler
-from samplenas.space import Arch, MBConvSpace, list_spaces, load_space
+from samplenas.space import (
+    SUPERNET_SPACES,
+    Arch,
+    SearchSpace,
+    SupernetSpace,
+    list_spaces,
+    load_space,
+)
 from samplenas.space.registry import SPACES_DIR
 from samplenas.train import distributed as D
 from samplenas.train import runlog
@@ -100,7 +107,7 @@ def load_run_data(
 
 
 def check_space_fits_data(
-    space: MBConvSpace, data: Splits, cfg: RunConfig | None = None, run_dir: Path | None = None
+    space: SupernetSpace, data: Splits, cfg: RunConfig | None = None, run_dir: Path | None = None
 ) -> None:
     """The space's input channels and classes must be the data's; else say what to change
     and where: the recipe's space file, a copy of a shipped space, the recipe's inline
@@ -159,10 +166,11 @@ def clip_gradients(params: list[torch.Tensor], limit: float, mode: str) -> float
     return norm
 
 
-def build_supernet(space: MBConvSpace) -> torch.nn.Module:
-    from samplenas.supernet import MBConvSupernet
+def build_supernet(space: SearchSpace) -> torch.nn.Module:
+    """The space's weight-sharing supernet; UserError for spaces without one."""
+    from samplenas.supernet import build_supernet as build
 
-    return MBConvSupernet(space)
+    return build(space)
 
 
 class Trainer(EpochLoop):
@@ -180,8 +188,11 @@ class Trainer(EpochLoop):
         self.open_run_dir(cfg, out, resume, progress)
         cfg = self.cfg
         space = load_space(cfg.space)
-        if not isinstance(space, MBConvSpace):
-            raise UserError(f"space '{space.name}' has no supernet; use a MobileNet-style space")
+        if not isinstance(space, SUPERNET_SPACES):
+            raise UserError(
+                f"space '{space.name}' has no supernet; use a MobileNet-style or "
+                "FBNetV2-style space"
+            )
         self.space = space
         guard = data_guard(self.out, accept_data_change) if resume else None
         self.data = load_run_data(cfg, self.out if self.dist.is_main else None, guard)
