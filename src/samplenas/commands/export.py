@@ -11,6 +11,7 @@ from samplenas.commands.common import (
     ARCH_HELP,
     add_calib_batches_option,
     add_data_options,
+    add_run_dir_option,
     add_weights_option,
     open_run,
     resolve_arch,
@@ -22,7 +23,7 @@ from samplenas.io import atomic_folder, atomic_write_json, atomic_write_text, pr
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="write a standalone model (torch.export, TorchScript, ONNX)")
-    p.add_argument("--run", required=True, help="run directory")
+    add_run_dir_option(p, "run directory")
     p.add_argument(
         "--arch",
         required=True,

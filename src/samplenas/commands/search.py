@@ -7,6 +7,8 @@ from pathlib import Path
 
 from samplenas.commands.common import (
     add_evaluation_options,
+    add_run_dir_option,
+    join_ranks,
     non_negative_int,
     open_cache,
     open_run,
@@ -17,7 +19,7 @@ from samplenas.io import print_json
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("search", help="evolutionary search on a trained run; Pareto front")
-    p.add_argument("--run", required=True, help="run directory of 'samplenas train'")
+    add_run_dir_option(p)
     p.add_argument("--budget", type=positive_int, help="at most this many evaluations")
     p.add_argument(
         "--mflops-range",
@@ -42,10 +44,21 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    """Under torchrun every rank evaluates its share; rank 0 alone writes and prints."""
     from samplenas.report import plot_front
-    from samplenas.search.runner import SearchConfig, front_of, run_evolution, write_front
+    from samplenas.search.parallel import evaluate_many, throughput_line
+    from samplenas.search.runner import (
+        SearchConfig,
+        expected_mflops,
+        front_of,
+        run_evolution,
+        write_front,
+    )
+    from samplenas.space import Arch
+    from samplenas.train.distributed import broadcast_object
 
-    run = open_run(args)
+    info = join_ranks()
+    run = open_run(args, writable=info.is_main)
     rng = tuple(args.mflops_range) if args.mflops_range else None
     cfg = SearchConfig(
         args.population,
@@ -64,18 +77,24 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     out = Path(args.run) / "search"
     measured = run.fingerprint(calib, "val", val)
-    archive = open_cache(out / "archive.jsonl", measured)
-    stats = run_evolution(run.space, evaluate, cfg, archive, progress=not args.no_progress)
-    front = front_of(archive, rng)
+    archive = open_cache(out / "archive.jsonl", measured, info)
+    stats = run_evolution(run.space, evaluate, cfg, archive, not args.no_progress, info)
+    front = front_of(archive, rng) if archive is not None else []
     test = run.eval_loader("test")
     # Pareto members' test accuracy, measured once per way of measuring
-    tested = open_cache(out / "test.jsonl", run.fingerprint(calib, "test", test))
-    for arch, metrics in front:
-        row = tested.get(arch)
-        if row is None:
-            r = run.score(arch, calib, test)
-            row = {"test_top1": r["top1"], "test_loss": r["loss"]}
-            tested.add(arch, row)
+    tested = open_cache(out / "test.jsonl", run.fingerprint(calib, "test", test), info)
+    members = broadcast_object([a.to_json() for a, _ in front], info)
+
+    def test_row(arch: Arch) -> dict:
+        r = run.score(arch, calib, test)
+        return {"test_top1": r["top1"], "test_loss": r["loss"]}
+
+    rows = evaluate_many(
+        [Arch(a) for a in members], test_row, tested, info, expected_mflops(run.space)
+    )
+    if not info.is_main:
+        return 0
+    for (_, metrics), row in zip(front, rows, strict=True):
         metrics.update(row)
     write_front(
         front,
@@ -104,10 +123,10 @@ def cmd_search(args: argparse.Namespace) -> int:
             f"{i:3d} {m['mflops']:8.2f} {m['params_m']:9.3f} {m['val_top1']:10.2f} "
             f"{m['test_top1']:11.2f}"
         )
-    rate = stats["evaluations_per_minute"]
+    rate = throughput_line(stats)
     print(
         f"{stats['evaluations']} evaluations ({stats['new_evaluations']} new"
-        + (f", {rate:.0f}/min" if rate else "")
+        + (f", {rate}" if rate else "")
         + f"); front in {out / 'pareto.json'}, "
         f"plot {out / 'pareto.png'}"
     )
