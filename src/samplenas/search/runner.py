@@ -100,7 +100,9 @@ def run_evolution(
         rows = evaluate_many(
             archs, measure, archive, info, expected_mflops(space), throughput, on_round=show
         )
-        show(rows, advance=len(archs) - (throughput.measured - before))  # the cached ones
+        cached = len(archs) - (throughput.measured - before)
+        if cached:  # the bar counts them too
+            show(rows, advance=cached)
         evaluated += len(archs)
         sampler.tell(archs, [row["val_top1"] for row in rows])
     bar.close()
