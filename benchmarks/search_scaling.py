@@ -12,12 +12,14 @@ the file exists (a killed benchmark resumes; --force measures again). Other jobs
 this machine: os.getloadavg() is recorded before and after each timing, and the report
 shows it beside the numbers.
 
-Model for N devices: a search of E evaluations takes E * c / (N * b) seconds, where c is
-the measured seconds one evaluation takes on one device (1-process run) and b the measured
-fraction of the time the devices spend evaluating rather than waiting at the per-round
-gathers (2-process run; load balance by MFLOPs plus the gathers). The model assumes a
-round's work splits evenly (generations of at least 8 x N candidates) and that b holds
-at larger N; c itself is this CPU's and must be remeasured on the target device.
+Model for N devices: a search of E evaluations takes E * c / (N * e) seconds (E * c for
+one device), where c is
+the measured wall time per evaluation of the 1-process search (evaluation, archive
+append) and e the measured parallel efficiency of the largest process count P measured,
+rate(P) / (P * rate(1)) (what load balance by MFLOPs and the per-round gathers cost).
+The model assumes e holds at larger N (generations of at least 8 x N candidates, so
+every round splits) and that the devices are alike; c is this CPU's and must be
+remeasured on the target device.
 """
 
 from __future__ import annotations
@@ -110,21 +112,20 @@ def _sha(path: Path) -> str:
 
 
 def prediction(results: dict[int, dict]) -> dict:
-    """c (s per evaluation, one device) from 1 process, b (busy fraction) from the most
-    processes measured; the model of the module docstring for ``PREDICT_FOR`` devices."""
-    one = results[1]
+    """The model of the module docstring: c from 1 process, e from the most processes."""
+    one, most = results[1], results[max(results)]
     c = one["evaluation_seconds"] / one["new_evaluations"]
-    most = results[max(results)]
-    b = most["device_busy_fraction"] if max(results) > 1 else 1.0
+    e = most["evaluations_per_minute"] / (most["devices"] * one["evaluations_per_minute"])
     return {
         "seconds_per_evaluation": c,
-        "busy_fraction": b,
+        "efficiency": e,
+        "efficiency_from_processes": most["devices"],
         "devices": {
             str(n): {
-                "evaluations_per_minute": 60.0 * n * b / c,
-                "paper_search_hours": PAPER_EVALUATIONS * c / (n * b) / 3600,
+                "evaluations_per_minute": 60.0 * n * eff / c,
+                "paper_search_hours": PAPER_EVALUATIONS * c / (n * eff) / 3600,
             }
-            for n in PREDICT_FOR
+            for n, eff in ((n, 1.0 if n == 1 else e) for n in PREDICT_FOR)
         },
     }
 
@@ -156,12 +157,13 @@ def report(results: dict[int, dict]) -> str:
     model = prediction(results)
     lines += [
         "",
-        f"Model: c = {model['seconds_per_evaluation']:.3f} s per evaluation on one device "
-        f"(1 process), b = {100 * model['busy_fraction']:.0f} % busy "
-        f"({max(results)} processes); N devices: {PAPER_EVALUATIONS} evaluations "
-        "(the paper's search) take 5248 c / (N b).",
+        f"Model: c = {model['seconds_per_evaluation']:.3f} s per evaluation (1 process), "
+        f"parallel efficiency e = {100 * model['efficiency']:.0f} % "
+        f"({model['efficiency_from_processes']} processes); on N devices the paper's "
+        f"search ({PAPER_EVALUATIONS:,} evaluations) takes {PAPER_EVALUATIONS} c / (N e) "
+        "for N > 1.",
         "",
-        "| devices N | predicted evaluations/min | paper's search (5,248 evaluations) |",
+        "| devices N | predicted evaluations/min | 5,248 evaluations (paper's count) at this c |",
         "|---|---|---|",
     ]
     for n, p in model["devices"].items():

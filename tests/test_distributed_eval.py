@@ -181,3 +181,14 @@ def test_rank_0_alone_writes_and_a_killed_rank_costs_only_the_round_in_flight(
     assert dataset == (reference / "predictor" / "dataset.json").read_text()
     # rank 1 wrote nothing to its run directory, in either run
     assert snapshot(nodes[1]) == untouched
+
+
+def test_eval_of_several_archs_scores_each_as_eval_of_one(trained, capsys):
+    capsys.readouterr()
+    argv = ["eval", "--run-dir", str(trained), "--arch", "largest", "--arch", "smallest"]
+    assert main([*argv, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r.pop("arch") for r in rows] == ["largest", "smallest"]
+    assert main(["eval", "--run-dir", str(trained), "--arch", "smallest", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == rows[1]
+    assert rows[0]["mflops"] > rows[1]["mflops"]
