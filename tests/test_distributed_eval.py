@@ -192,3 +192,15 @@ def test_eval_of_several_archs_scores_each_as_eval_of_one(trained, capsys):
     assert main(["eval", "--run-dir", str(trained), "--arch", "smallest", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == rows[1]
     assert rows[0]["mflops"] > rows[1]["mflops"]
+
+
+def test_export_and_cost_under_torchrun_are_rank_0s(trained, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RANK", "1")
+    capsys.readouterr()
+    out = tmp_path / "model"
+    assert main(["export", "--run-dir", str(trained), "--arch", "largest", "--out", str(out)]) == 0
+    assert main(["cost", "--run-dir", str(trained), "--arch", "largest"]) == 0
+    assert not out.exists() and capsys.readouterr().out == ""
+    monkeypatch.setenv("RANK", "0")
+    assert main(["cost", "--run-dir", str(trained), "--arch", "largest", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["mflops"] > 0

@@ -105,6 +105,14 @@ def add_num_archs_option(
     )
 
 
+def torchrun_rank() -> int:
+    """This process's rank under torchrun (0 without it), without joining the group:
+    commands about one architecture (export, cost) run on rank 0 and the others leave."""
+    import os
+
+    return int(os.environ.get("RANK", "0"))
+
+
 def join_ranks() -> DistInfo:
     """This command's place among torchrun's processes (rank 0 of 1 without torchrun);
     the process group is left when the process exits."""

@@ -15,6 +15,7 @@ from samplenas.commands.common import (
     add_weights_option,
     open_run,
     resolve_arch,
+    torchrun_rank,
 )
 from samplenas.commands.export_readme import export_readme
 from samplenas.errors import UserError
@@ -123,6 +124,8 @@ def write_formats(run, arch, model, example, out: Path) -> tuple[dict[str, str],
 def cmd_export(args: argparse.Namespace) -> int:
     from samplenas.supernet import calibrate_bn
 
+    if torchrun_rank():  # one model: rank 0 writes it, the other ranks have nothing to do
+        return 0
     run = open_run(args)
     arch = resolve_arch(args.arch, run.space, run)
     model = run.supernet.export(arch)

@@ -6,7 +6,13 @@ import argparse
 import json
 from typing import Any
 
-from samplenas.commands.common import ARCH_HELP, add_run_dir_option, positive_int, resolve_arch
+from samplenas.commands.common import (
+    ARCH_HELP,
+    add_run_dir_option,
+    positive_int,
+    resolve_arch,
+    torchrun_rank,
+)
 from samplenas.errors import UserError
 from samplenas.io import print_json
 from samplenas.space import MBConvSpace, SearchSpace, list_spaces, load_space
@@ -139,6 +145,8 @@ def _choices(values: list[int]) -> str:
 
 
 def cmd_cost(args: argparse.Namespace) -> int:
+    if torchrun_rank():  # printed once, by rank 0
+        return 0
     if args.run:  # the run's recipe, and its weights only to check a Pareto id: no data
         from samplenas.train.runs import load_run_weights, run_space
 
