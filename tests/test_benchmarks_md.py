@@ -31,6 +31,10 @@ def built(name: str) -> str:
         summary = json.loads((tabular_study.OUT.parent / "tabular_summary.json").read_text())
         noise = json.loads((tabular_study.OUT / "table_noise.json").read_text())
         return tabular_study.report(summary, noise)[name]
+    if name == "search_scaling":
+        import search_scaling
+
+        return search_scaling.report(search_scaling.load_results())
     if name == "bn_calibration":
         import bn_calibration
 
@@ -50,6 +54,7 @@ def built(name: str) -> str:
     [
         "sampling",
         "bn_calibration",
+        "search_scaling",
         "attentive_study",
         "tabular",
         "tabular_curves",

@@ -235,7 +235,7 @@ def test_predictor_fit_asking_for_more_than_the_space_exits_2_at_once(run_dir, c
     code = main(["predictor", "fit", "--run", str(run_dir), "--n", "1024", "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2 and "more than the 512 architectures of space 'tiny'" in err
-    assert "--n 512 or fewer" in err and time.perf_counter() - start < 30
+    assert "--num-archs 512 or fewer" in err and time.perf_counter() - start < 30
 
 
 def test_export_replaces_an_old_export_whole_or_not_at_all(run_dir, tmp_path, capsys, monkeypatch):

@@ -289,7 +289,7 @@ def test_arch_is_named_alike_in_eval_export_and_cost(readme_run, export_dir, cap
     code, _, err = run(capsys, "export", "--run", run_dir, "--arch", "no.json", "--out", "x")
     assert code == 2 and "cannot read architecture file 'no.json'" in err
     code, _, err = run(capsys, "cost", "--space", "tiny", "--arch", "0")
-    assert code == 2 and "pass --run DIR" in err
+    assert code == 2 and "pass --run-dir DIR" in err
 
 
 def test_an_arch_json_of_another_space_is_refused(tmp_path):

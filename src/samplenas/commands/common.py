@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,7 @@ from samplenas.io import read_json_arg
 if TYPE_CHECKING:
     from samplenas.search.archive import Archive
     from samplenas.space import Arch, SearchSpace
+    from samplenas.train.distributed import DistInfo
     from samplenas.train.runs import Run, RunWeights
 
 ARCH_HELP = (
@@ -66,11 +68,70 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def open_run(args: argparse.Namespace) -> Run:
-    """The run of ``--run`` with the data and weights options of ``args``."""
+# Spellings kept for single-process use only: torchrun's parser reads every option of
+# the command line, and takes these for its own (--run for --run-path, --n for --nnodes,
+# --nproc-per-node, ...). Each has a torchrun-safe spelling (tests/test_torchrun_options.py).
+SINGLE_PROCESS_ALIASES = ("--run", "--n")
+
+
+def add_run_dir_option(
+    p: argparse.ArgumentParser | argparse._MutuallyExclusiveGroup,
+    help: str = "run directory of 'samplenas train'",
+    required: bool = True,
+) -> None:
+    """--run-dir DIR (args.run), and --run, its older spelling, for single-process use."""
+    p.add_argument(
+        "--run-dir",
+        "--run",
+        dest="run",
+        metavar="DIR",
+        required=required,
+        help=f"{help} (--run works too, but not under torchrun, which takes it for its --run-path)",
+    )
+
+
+def add_num_archs_option(
+    p: argparse.ArgumentParser, default: int, help: str, type: Callable[[str], int] = int
+) -> None:
+    """--num-archs N (args.n), and --n, its older spelling, for single-process use."""
+    p.add_argument(
+        "--num-archs",
+        "--n",
+        dest="n",
+        metavar="N",
+        type=type,
+        default=default,
+        help=f"{help} (--n works too, but not under torchrun, which takes it for its --nnodes)",
+    )
+
+
+def torchrun_rank() -> int:
+    """This process's rank under torchrun (0 without it), without joining the group:
+    commands about one architecture (export, cost) run on rank 0 and the others leave."""
+    import os
+
+    return int(os.environ.get("RANK", "0"))
+
+
+def join_ranks() -> DistInfo:
+    """This command's place among torchrun's processes (rank 0 of 1 without torchrun);
+    the process group is left when the process exits."""
+    import atexit
+
+    from samplenas.train.distributed import init_distributed, shutdown
+
+    info = init_distributed()
+    if info.enabled:
+        atexit.register(shutdown, info)
+    return info
+
+
+def open_run(args: argparse.Namespace, writable: bool = True) -> Run:
+    """The run of ``--run-dir`` with the data and weights options of ``args``; only a
+    ``writable`` opening (rank 0) may record anything in the run."""
     from samplenas.train.runs import load_run
 
-    return load_run(args.run, args.data_dir, args.weights, args.accept_data_change)
+    return load_run(args.run, args.data_dir, args.weights, args.accept_data_change, writable)
 
 
 def add_calib_batches_option(p: argparse.ArgumentParser) -> None:
@@ -90,13 +151,18 @@ def add_weights_option(p: argparse.ArgumentParser) -> None:
     )
 
 
-def open_cache(path: Path, fingerprint: dict[str, Any]) -> Archive:
-    """The score cache at ``path`` for scores measured as ``fingerprint`` says.
+def open_cache(
+    path: Path, fingerprint: dict[str, Any], info: DistInfo | None = None
+) -> Archive | None:
+    """The score cache at ``path`` for scores measured as ``fingerprint`` says; None on
+    torchrun's ranks other than 0 (``info``), which neither read nor write it.
 
     Scores measured another way are set aside, never mixed in; the user is told in one line.
     """
     from samplenas.search.archive import Archive
 
+    if info is not None and not info.is_main:
+        return None
     cache = Archive(path, fingerprint=fingerprint)
     if cache.notice:
         print(f"samplenas: {cache.notice}", file=sys.stderr)
@@ -120,7 +186,7 @@ def resolve_arch(text: str, space: SearchSpace, run: RunWeights | None = None) -
         if run is None:
             raise UserError(
                 f"--arch {text} is a Pareto id, which names a member of a run's search; "
-                "pass --run DIR or give the architecture as JSON"
+                "pass --run-dir DIR or give the architecture as JSON"
             )
         return space.validate(pareto_member(run, int(text))["arch"])
     path_like = "/" in text or text.endswith(".json") or Path(text).exists()

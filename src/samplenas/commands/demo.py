@@ -97,7 +97,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     code = main(
         [
             "search",
-            "--run",
+            "--run-dir",
             str(out),
             "--population",
             str(args.population),
@@ -122,7 +122,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         code = main(
             [
                 "export",
-                "--run",
+                "--run-dir",
                 str(out),
                 "--arch",
                 str(i),

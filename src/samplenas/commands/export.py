@@ -11,9 +11,11 @@ from samplenas.commands.common import (
     ARCH_HELP,
     add_calib_batches_option,
     add_data_options,
+    add_run_dir_option,
     add_weights_option,
     open_run,
     resolve_arch,
+    torchrun_rank,
 )
 from samplenas.commands.export_readme import export_readme
 from samplenas.errors import UserError
@@ -22,7 +24,7 @@ from samplenas.io import atomic_folder, atomic_write_json, atomic_write_text, pr
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="write a standalone model (torch.export, TorchScript, ONNX)")
-    p.add_argument("--run", required=True, help="run directory")
+    add_run_dir_option(p, "run directory")
     p.add_argument(
         "--arch",
         required=True,
@@ -122,6 +124,8 @@ def write_formats(run, arch, model, example, out: Path) -> tuple[dict[str, str],
 def cmd_export(args: argparse.Namespace) -> int:
     from samplenas.supernet import calibrate_bn
 
+    if torchrun_rank():  # one model: rank 0 writes it, the other ranks have nothing to do
+        return 0
     run = open_run(args)
     arch = resolve_arch(args.arch, run.space, run)
     model = run.supernet.export(arch)

@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 
-from samplenas.commands.common import ARCH_HELP, positive_int, resolve_arch
+from samplenas.commands.common import (
+    ARCH_HELP,
+    add_num_archs_option,
+    positive_int,
+    resolve_arch,
+)
 from samplenas.errors import UserError
 from samplenas.io import print_json
 from samplenas.space import load_space
@@ -32,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     c = cmds.add_parser("check", help="time random networks whole; score the table and FLOPs")
     c.add_argument("--space", required=True, help="space name or YAML path")
     c.add_argument("--table", required=True, help="a table from 'samplenas latency build'")
-    c.add_argument("--n", type=positive_int, default=50, help="how many networks (default 50)")
+    add_num_archs_option(c, 50, "how many networks (default 50)", positive_int)
     c.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
     c.add_argument("--json", action="store_true", help="print JSON")

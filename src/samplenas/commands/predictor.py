@@ -7,7 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
-from samplenas.commands.common import add_evaluation_options, open_cache, open_run
+from samplenas.commands.common import (
+    add_evaluation_options,
+    add_num_archs_option,
+    add_run_dir_option,
+    join_ranks,
+    open_cache,
+    open_run,
+)
 from samplenas.errors import UserError
 from samplenas.io import atomic_write_json, print_json
 
@@ -20,8 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="evaluate n random sub-networks of a run, fit the "
         "AttentiveNAS random forest, report Kendall tau",
     )
-    p.add_argument("--run", required=True, help="run directory of 'samplenas train'")
-    p.add_argument("--n", type=int, default=1024, help="sub-networks to evaluate (default 1024)")
+    add_run_dir_option(p)
+    add_num_archs_option(p, 1024, "sub-networks to evaluate (default 1024)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     add_evaluation_options(p)
     p.set_defaults(func=cmd_fit)
@@ -34,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--predictors", default="gcn,rf,mlp", help="comma-separated: gcn, gcn-two-stage, rf, mlp"
     )
-    p.add_argument("--n", type=int, default=172, help="architectures drawn from a benchmark")
+    add_num_archs_option(p, 172, "architectures drawn from a benchmark")
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -42,17 +49,21 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
+    """Under torchrun every rank evaluates its share; rank 0 alone fits, writes and prints."""
     from tqdm import tqdm
 
     from samplenas.predictors import RandomForestPredictor, kendall_tau, tau_ceiling
+    from samplenas.search.parallel import Throughput, evaluate_many, throughput_line
+    from samplenas.search.runner import expected_mflops
 
     if args.n < 4:
-        raise UserError("--n must be at least 4 (half to fit, half to test)")
-    run = open_run(args)
+        raise UserError("--num-archs must be at least 4 (half to fit, half to test)")
+    info = join_ranks()
+    run = open_run(args, writable=info.is_main)
     if args.n > run.space.size():  # distinct samples: more than the space holds never end
         raise UserError(
-            f"--n {args.n} is more than the {run.space.size()} architectures of space "
-            f"'{run.space.name}'; pass --n {run.space.size()} or fewer"
+            f"--num-archs {args.n} is more than the {run.space.size()} architectures of space "
+            f"'{run.space.name}'; pass --num-archs {run.space.size()} or fewer"
         )
     out = Path(args.run) / "predictor"
     # distinct uniform samples, the same list on every resume
@@ -61,22 +72,31 @@ def cmd_fit(args: argparse.Namespace) -> int:
     val = run.eval_loader("val", args.val_images)
     measured = run.fingerprint(calib, "val", val)
     # resumable: archs evaluated the same way are kept
-    archive = open_cache(out / "dataset.jsonl", measured)
-    new_evaluations = 0
-    for arch in tqdm(archs, disable=args.no_progress, unit="arch"):
-        if arch not in archive:
-            new_evaluations += 1
-            r = run.score(arch, calib, val, halves=True)
-            archive.add(
-                arch,
-                {
-                    "val_top1": r["top1"],
-                    "val_top1_a": r["top1_a"],
-                    "val_top1_b": r["top1_b"],
-                    "mflops": run.space.cost(arch).mflops,
-                },
-            )
-    rows = [archive.get(a) for a in archs]
+    archive = open_cache(out / "dataset.jsonl", measured, info)
+
+    def measure(arch) -> dict:
+        r = run.score(arch, calib, val, halves=True)
+        return {
+            "val_top1": r["top1"],
+            "val_top1_a": r["top1_a"],
+            "val_top1_b": r["top1_b"],
+            "mflops": run.space.cost(arch).mflops,
+        }
+
+    throughput = Throughput(devices=info.world_size)
+    bar = tqdm(total=len(archs), disable=args.no_progress or not info.is_main, unit="arch")
+    rows = evaluate_many(
+        archs,
+        measure,
+        archive,
+        info,
+        expected_mflops(run.space),
+        throughput,
+        on_round=lambda new: bar.update(len(new)),
+    )
+    bar.close()
+    if not info.is_main:
+        return 0
     y = np.array([row["val_top1"] for row in rows])
     half = len(archs) // 2
     held_out = RandomForestPredictor(run.space, seed=args.seed).fit(archs[:half], y[:half])
@@ -84,7 +104,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     final = RandomForestPredictor(run.space, seed=args.seed).fit(archs, y)
     final.save(out / "forest.npz")
     atomic_write_json(
-        out / "dataset.json", [{"arch": a.to_json(), **archive.get(a)} for a in archs]
+        out / "dataset.json",
+        [{"arch": a.to_json(), **row} for a, row in zip(archs, rows, strict=True)],
     )
     result = {
         "n": len(archs),
@@ -94,7 +115,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
         "predictor": str(out / "forest.npz"),
         "dataset": str(out / "dataset.json"),
         "val_top1_range": [float(y.min()), float(y.max())],
-        "new_evaluations": new_evaluations,
+        "new_evaluations": throughput.measured,
+        **throughput.report(),
         "fingerprint": measured,
     }
     if all("val_top1_a" in row for row in rows):  # archives written before halves lack them
@@ -114,6 +136,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
         print(
             f"Kendall tau {tau:.3f} on {len(archs) - half} held-out sub-networks "
             f"(random forest, 100 trees, depth 15, fit on {half}); predictor: {out / 'forest.npz'}"
+        )
+        rate = throughput_line(result)
+        print(
+            f"{throughput.measured} of {len(archs)} sub-networks evaluated now"
+            + (f", {rate}" if rate else " (the rest were in the cache)")
         )
         if "tau_ceiling" in result:
             images, projected = "validation split", ""
@@ -143,7 +170,7 @@ def cmd_cv(args: argparse.Namespace) -> int:
 
         table = load_benchmark(args.benchmark, args.space)
         if not 2 * args.folds <= args.n <= len(table.archs):
-            raise UserError(f"--n must be between {2 * args.folds} and {len(table.archs)}")
+            raise UserError(f"--num-archs must be between {2 * args.folds} and {len(table.archs)}")
         idx = rng.choice(len(table.archs), args.n, replace=False)
         space, archs, y = table.space, [table.archs[i] for i in idx], table.valid[idx]
         source = args.benchmark

@@ -9,6 +9,8 @@ from typing import Any
 
 from samplenas.commands.common import (
     add_evaluation_options,
+    add_run_dir_option,
+    join_ranks,
     non_negative_int,
     open_cache,
     open_run,
@@ -20,7 +22,7 @@ from samplenas.io import print_json
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("search", help="evolutionary search on a trained run; Pareto front")
-    p.add_argument("--run", required=True, help="run directory of 'samplenas train'")
+    add_run_dir_option(p)
     p.add_argument("--budget", type=positive_int, help="at most this many evaluations")
     p.add_argument(
         "--mflops-range",
@@ -64,16 +66,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    """Under torchrun every rank evaluates its share; rank 0 alone writes and prints."""
     from samplenas.report import plot_front
+    from samplenas.search.parallel import evaluate_many, throughput_line
     from samplenas.search.runner import (
         SearchConfig,
+        expected_mflops,
         front_of,
         run_evolution,
         with_cost,
         write_front,
     )
+    from samplenas.space import Arch
+    from samplenas.train.distributed import broadcast_object
 
-    run = open_run(args)
+    info = join_ranks()
+    run = open_run(args, writable=info.is_main)
     cost, cost_range = search_cost(args, run.space)
     rng = tuple(args.mflops_range) if args.mflops_range else None
     cfg = SearchConfig(
@@ -94,20 +102,26 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     out = Path(args.run) / "search"
     measured = run.fingerprint(calib, "val", val)
-    archive = open_cache(out / "archive.jsonl", measured)
+    archive = open_cache(out / "archive.jsonl", measured, info)
     stats = run_evolution(
-        run.space, evaluate, cfg, archive, progress=not args.no_progress, cost=cost
+        run.space, evaluate, cfg, archive, not args.no_progress, cost=cost, info=info
     )
-    front = front_of(archive, cost_range or rng, cost)
+    front = front_of(archive, cost_range or rng, cost) if archive is not None else []
     test = run.eval_loader("test")
     # Pareto members' test accuracy, measured once per way of measuring
-    tested = open_cache(out / "test.jsonl", run.fingerprint(calib, "test", test))
-    for arch, metrics in front:
-        row = tested.get(arch)
-        if row is None:
-            r = run.score(arch, calib, test)
-            row = {"test_top1": r["top1"], "test_loss": r["loss"]}
-            tested.add(arch, row)
+    tested = open_cache(out / "test.jsonl", run.fingerprint(calib, "test", test), info)
+    members = broadcast_object([a.to_json() for a, _ in front], info)
+
+    def test_row(arch: Arch) -> dict:
+        r = run.score(arch, calib, test)
+        return {"test_top1": r["top1"], "test_loss": r["loss"]}
+
+    rows = evaluate_many(
+        [Arch(a) for a in members], test_row, tested, info, expected_mflops(run.space)
+    )
+    if not info.is_main:
+        return 0
+    for (_, metrics), row in zip(front, rows, strict=True):
         metrics.update(row)
     extra = {}
     if cost is not None:
@@ -143,10 +157,10 @@ def cmd_search(args: argparse.Namespace) -> int:
         )
         return 0
     print_front(front, cost is not None)
-    rate = stats["evaluations_per_minute"]
+    rate = throughput_line(stats)
     print(
         f"{stats['evaluations']} evaluations ({stats['new_evaluations']} new"
-        + (f", {rate:.0f}/min" if rate else "")
+        + (f", {rate}" if rate else "")
         + f"); front in {out / 'pareto.json'}, "
         f"plot {out / 'pareto.png'}"
     )

@@ -6,7 +6,13 @@ import argparse
 import json
 from typing import Any
 
-from samplenas.commands.common import ARCH_HELP, positive_int, resolve_arch
+from samplenas.commands.common import (
+    ARCH_HELP,
+    add_run_dir_option,
+    positive_int,
+    resolve_arch,
+    torchrun_rank,
+)
 from samplenas.errors import UserError
 from samplenas.io import print_json
 from samplenas.space import (
@@ -37,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("cost", help="analytic MFLOPs and parameters of one architecture")
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--space", help="space name or YAML path")
-    where.add_argument("--run", help="a run directory: its space, and Pareto ids of its search")
+    add_run_dir_option(where, "a run directory: its space, and Pareto ids of its search", False)
     p.add_argument("--arch", required=True, help=ARCH_HELP)
     p.add_argument(
         "--latency", metavar="FILE", help="a 'samplenas latency build' table: add latency_ms"
@@ -208,6 +214,8 @@ def _choices(values: list[int]) -> str:
 
 
 def cmd_cost(args: argparse.Namespace) -> int:
+    if torchrun_rank():  # printed once, by rank 0
+        return 0
     if args.run:  # the run's recipe, and its weights only to check a Pareto id: no data
         from samplenas.train.runs import load_run_weights, run_space
 

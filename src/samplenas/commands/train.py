@@ -13,7 +13,9 @@ from samplenas.commands.common import (
     ARCH_HELP,
     add_calib_batches_option,
     add_data_options,
+    add_run_dir_option,
     add_weights_option,
+    join_ranks,
     open_run,
     positive_int,
     resolve_arch,
@@ -63,8 +65,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval", help="top-1 of one sub-network of a trained run (after BN calibration)"
     )
-    p.add_argument("--run", required=True, help="run directory")
-    p.add_argument("--arch", default="largest", help=ARCH_HELP + " (default largest)")
+    add_run_dir_option(p, "run directory")
+    p.add_argument(
+        "--arch",
+        action="append",
+        help=ARCH_HELP + " (default largest); repeat it to score several (spread over "
+        "torchrun's processes)",
+    )
     p.add_argument("--split", default="val", choices=["val", "test"])
     add_calib_batches_option(p)
     add_data_options(p)
@@ -200,23 +207,45 @@ def _after_divergence(trainer) -> str:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    run = open_run(args)
-    arch = resolve_arch(args.arch, run.space, run)
-    result = run.evaluate(arch, args.split, args.calib_batches)
-    cost = run.space.cost(arch)
-    out = {
-        "top1": result["top1"],
-        "loss": result["loss"],
-        "mflops": cost.mflops,
-        "params_m": cost.params_m,
-        "split": args.split,
-    }
+    """One architecture, or several: under torchrun every rank scores its share and rank 0
+    alone prints."""
+    from samplenas.search.archive import Archive
+    from samplenas.search.parallel import evaluate_many
+    from samplenas.search.runner import expected_mflops
+
+    info = join_ranks()
+    run = open_run(args, writable=info.is_main)
+    texts = args.arch or ["largest"]
+    archs = [resolve_arch(text, run.space, run) for text in texts]
+    calib, loader = run.calibration(args.calib_batches), run.eval_loader(args.split)
+
+    def measure(arch) -> dict:
+        result = run.score(arch, calib, loader)
+        cost = run.space.cost(arch)
+        return {
+            "top1": result["top1"],
+            "loss": result["loss"],
+            "mflops": cost.mflops,
+            "params_m": cost.params_m,
+            "split": args.split,
+        }
+
+    cache = Archive() if info.is_main else None  # in memory: eval keeps no scores
+    rows = evaluate_many(archs, measure, cache, info, expected_mflops(run.space))
+    if not info.is_main:
+        return 0
     if args.json:
-        print_json(out)
-    else:
+        print_json(
+            rows[0]
+            if len(rows) == 1
+            else [{"arch": t, **r} for t, r in zip(texts, rows, strict=True)]
+        )
+        return 0
+    for text, out in zip(texts, rows, strict=True):
         print(
-            f"top-1 {out['top1']:.2f}%  loss {out['loss']:.4f}  {cost.mflops:.2f} MFLOPs  "
-            f"{cost.params_m:.3f} M params  ({args.split} split, BN calibrated, "
+            (f"{text}: " if len(rows) > 1 else "")
+            + f"top-1 {out['top1']:.2f}%  loss {out['loss']:.4f}  {out['mflops']:.2f} MFLOPs  "
+            f"{out['params_m']:.3f} M params  ({args.split} split, BN calibrated, "
             f"{run.weights} weights)"
         )
     return 0

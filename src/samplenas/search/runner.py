@@ -9,7 +9,6 @@ on the held-out test split at the end.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,9 +19,11 @@ from tqdm import tqdm
 from samplenas.io import atomic_write_json
 from samplenas.search.archive import Archive
 from samplenas.search.evolution import EvolutionSampler
+from samplenas.search.parallel import Throughput, evaluate_many
 from samplenas.search.pareto import pareto_front
 from samplenas.space import Arch, GeneSpace
 from samplenas.space.cost import CostModel
+from samplenas.train.distributed import DistInfo
 
 
 @dataclass
@@ -42,12 +43,19 @@ def run_evolution(
     space: GeneSpace,
     evaluate: Callable[[Arch], dict[str, float]],
     cfg: SearchConfig,
-    archive: Archive,
+    archive: Archive | None,
     progress: bool = True,
     cost: CostModel | None = None,
+    info: DistInfo | None = None,
 ) -> dict[str, Any]:
     """Evolve, evaluating through ``archive`` (cached) with ``evaluate``; return timing stats.
-    ``cost`` (default FLOPs) is what ``cfg``'s bounds and the evolution's buckets are of."""
+
+    ``cost`` (default FLOPs) is what ``cfg``'s bounds and the evolution's buckets are of.
+    Under torchrun every rank runs this with the same ``cfg``; each generation is measured
+    across the ranks (``parallel.evaluate_many``) and only rank 0 holds ``archive``
+    (None elsewhere) and shows progress.
+    """
+    info = info or DistInfo()
     sampler = EvolutionSampler(
         space,
         seed=cfg.seed,
@@ -63,43 +71,57 @@ def run_evolution(
     total = cfg.population + cfg.iterations * (cfg.mutations + cfg.crossovers)
     if cfg.budget:
         total = min(total, cfg.budget)
-    bar = tqdm(total=total, disable=not progress, unit="arch", dynamic_ncols=True)
-    evaluated, new_evals, eval_seconds = 0, 0, 0.0
+    bar = tqdm(
+        total=total, disable=not (progress and info.is_main), unit="arch", dynamic_ncols=True
+    )
     best: dict[str, Any] = {"val_top1": -math.inf}  # best so far, on the progress bar
+
+    def show(rows: list[dict[str, Any]], advance: int | None = None) -> None:
+        nonlocal best
+        best = max([best, *rows], key=lambda r: r["val_top1"])
+        if rows:
+            bar.set_postfix_str(
+                f"best so far {best['val_top1']:.2f}% at {best['mflops']:.2f} MFLOPs",
+                refresh=False,
+            )
+        bar.update(len(rows) if advance is None else advance)
+
+    def measure(arch: Arch) -> dict[str, Any]:
+        metrics = evaluate(arch)
+        analytic = space.cost(arch)
+        return {
+            "val_top1": metrics["top1"],
+            "val_loss": metrics["loss"],
+            "mflops": analytic.mflops,
+            "params_m": analytic.params_m,
+        }
+
+    throughput = Throughput(devices=info.world_size)
+    evaluated = 0
     while not sampler.done() and evaluated < total:
         archs = sampler.ask()[: total - evaluated]
         if not archs:
             break
-        scores = []
-        for arch in archs:
-            row = archive.get(arch)
-            if row is None:
-                t = time.perf_counter()
-                metrics = evaluate(arch)
-                eval_seconds += time.perf_counter() - t
-                cost = space.cost(arch)
-                row = {
-                    "val_top1": metrics["top1"],
-                    "val_loss": metrics["loss"],
-                    "mflops": cost.mflops,
-                    "params_m": cost.params_m,
-                }
-                archive.add(arch, row)
-                new_evals += 1
-            scores.append(row["val_top1"])
-            evaluated += 1
-            best = row if row["val_top1"] > best["val_top1"] else best
-            bar.set_postfix_str(
-                f"best so far {best['val_top1']:.2f}% at {best['mflops']:.2f} MFLOPs", refresh=False
-            )
-            bar.update(1)
-        sampler.tell(archs, scores)
+        before = throughput.measured
+        rows = evaluate_many(
+            archs, measure, archive, info, expected_mflops(space), throughput, on_round=show
+        )
+        cached = len(archs) - (throughput.measured - before)
+        if cached:  # the bar counts them too
+            show(rows, advance=cached)
+        evaluated += len(archs)
+        sampler.tell(archs, [row["val_top1"] for row in rows])
     bar.close()
     return {
         "evaluations": evaluated,
-        "new_evaluations": new_evals,
-        "evaluations_per_minute": 60.0 * new_evals / eval_seconds if eval_seconds else None,
+        "new_evaluations": throughput.measured,
+        **throughput.report(),
     }
+
+
+def expected_mflops(space: GeneSpace) -> Callable[[Arch], float]:
+    """What an evaluation is expected to cost, for splitting work across ranks: its MFLOPs."""
+    return lambda arch: space.cost(arch).mflops
 
 
 def front_of(

@@ -1,4 +1,5 @@
-"""torchrun support: process group setup and the two collectives the trainer needs.
+"""torchrun support: process group setup, the collectives the trainer needs, and the
+object collectives that spread evaluations over ranks (``search.parallel``).
 
 Gradients of the whole sandwich step (largest, n random, smallest) are accumulated
 locally and averaged across ranks with one bucketed all-reduce per step, instead of
@@ -11,10 +12,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -103,3 +107,21 @@ def barrier(info: DistInfo) -> None:
 def shutdown(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def broadcast_object(obj: T, info: DistInfo, src: int = 0) -> T:
+    """Rank ``src``'s ``obj`` on every rank (pickled; for small Python objects)."""
+    if not info.enabled:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def gather_objects(obj: T, info: DistInfo) -> list[T]:
+    """Every rank's ``obj``, in rank order, on every rank."""
+    if not info.enabled:
+        return [obj]
+    out: list[Any] = [None] * info.world_size
+    dist.all_gather_object(out, obj)
+    return out

@@ -198,19 +198,23 @@ def load_run(
     data_dir: str | None = None,
     weights: str = "auto",
     accept_data_change: bool = False,
+    writable: bool = True,
 ) -> Run:
     """``weights``: "auto" takes the moving average when the run kept one, else the
     trained weights; "ema" / "trained" insist on one of them. Data that changed since
     training exit 2 unless ``accept_data_change`` (see ``rundata.DataGuard``); an accepted
-    change is recorded only once the run opened without error."""
+    change is recorded only once the run opened without error. Without ``writable``
+    (torchrun's ranks other than 0) nothing is written to the run: no decoded copy of the
+    data, no record of an accepted change."""
     path = Path(path)
     cfg, space = _open_recipe(path, data_dir)
     guard = data_guard(path, accept_data_change)
-    data = load_run_data(cfg, path, guard)
+    data = load_run_data(cfg, path if writable else None, guard)
     check_space_fits_data(space, data, cfg, path)
     w = _weights(path, cfg, space, weights)
     if guard is None:  # a run from before data.json
         return Run(path, cfg, space, w.supernet, w.step, w.weights, data=data)
-    guard.commit()  # every check passed: record an accepted change
+    if writable:
+        guard.commit()  # every check passed: record an accepted change
     record = guard.record
     return Run(path, cfg, space, w.supernet, w.step, w.weights, data=data, data_record=record)
