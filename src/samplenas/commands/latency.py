@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     f.add_argument("--space", required=True, help="space name or YAML path")
     f.add_argument("--table", required=True, help="a table from 'samplenas latency build'")
-    f.add_argument("--n", type=positive_int, default=40, help="networks to fit on (default 40)")
+    add_num_archs_option(f, 40, "networks to fit on (default 40)", positive_int)
     f.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     f.add_argument("--no-progress", action="store_true", help="no progress bar")
     f.add_argument("--json", action="store_true", help="print JSON")

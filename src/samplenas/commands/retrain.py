@@ -8,7 +8,13 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from samplenas.commands.common import ARCH_HELP, add_data_options, positive_int, resolve_arch
+from samplenas.commands.common import (
+    ARCH_HELP,
+    add_data_options,
+    add_run_dir_option,
+    positive_int,
+    resolve_arch,
+)
 from samplenas.errors import UserError
 from samplenas.io import print_json
 
@@ -23,8 +29,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--space", help="the architecture's space (default: the --run's, else the recipe's)"
     )
-    p.add_argument(
-        "--run", help="a trained run: its data (as recorded in it) and its search's Pareto ids"
+    add_run_dir_option(
+        p,
+        help="a trained run: its data (as recorded in it) and its search's Pareto ids",
+        required=False,
     )
     p.add_argument(
         "--config",
