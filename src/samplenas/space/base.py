@@ -299,6 +299,23 @@ class GeneSpace(SearchSpace):
         take_b = rng.random(len(self.genes)) < 0.5
         return self.arch_from_indices(np.where(take_b, ib, ia))
 
+    def variable_groups(self) -> list[list[int]]:
+        """Gene indices that belong together (FP-NAS's block groups, Eqn. 6).
+
+        A joint architecture distribution holds one categorical over the product of each
+        group's choices, so a group is what may be correlated. A generic space knows of
+        no structure: every gene is its own group. Spaces with blocks override this.
+        """
+        return [[j] for j in range(len(self.genes))]
+
+    def genes_by_label(self) -> list[list[int]]:
+        """Gene indices grouped by ``Gene.group`` (a stage, the stem, the input), in order
+        of first appearance: the grouping spaces declared stage by stage use."""
+        groups: dict[str, list[int]] = {}
+        for j, g in enumerate(self.genes):
+            groups.setdefault(g.group or g.label, []).append(j)
+        return list(groups.values())
+
     # -- batched cost (spaces with a cost model override) -----------------------------
     def cost_indices(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(MFLOPs, params in millions) for a batch of index rows."""

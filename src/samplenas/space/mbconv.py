@@ -256,6 +256,11 @@ class MBConvSpace(GeneSpace):
         total = total + self._head[:, r, w[-2], w[-1]]
         return total[0] / 1e6, total[1] / 1e6
 
+    def variable_groups(self) -> list[list[int]]:
+        """One group per stage (its width, depth, kernel and expansion genes); the input
+        resolution, the stem and the head are groups of their own."""
+        return self.genes_by_label()
+
     def describe(self) -> dict[str, Any]:
         info = super().describe()
         info["kind"] = "mbconv"
