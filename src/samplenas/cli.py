@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "samplenas.commands.init",
     "samplenas.commands.demo",
     "samplenas.commands.train",
+    "samplenas.commands.fpnas",
     "samplenas.commands.search",
     "samplenas.commands.export",
     "samplenas.commands.predict",

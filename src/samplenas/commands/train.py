@@ -86,7 +86,6 @@ def _overrides(args: argparse.Namespace) -> dict:
 def cmd_train(args: argparse.Namespace) -> int:
     from samplenas.train import load_config
     from samplenas.train.config import DEFAULT_RECIPE, load_run_config
-    from samplenas.train.lock import run_lock
 
     if args.resume:
         out = Path(args.resume)
@@ -100,8 +99,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         cfg = load_config(args.config, _overrides(args))
         out = Path(args.out or f"runs/{Path(args.config or DEFAULT_RECIPE).stem}")
-    # one trainer per directory; under torchrun rank 0 holds the lock for all ranks
-    with run_lock(out) if int(os.environ.get("RANK", "0")) == 0 else nullcontext():
+    with lock_run_dir(out):
         if args.resume:
             cfg = load_run_config(out, _overrides(args))
         elif (out / "checkpoint.pt").exists():
@@ -111,8 +109,42 @@ def cmd_train(args: argparse.Namespace) -> int:
         return _train(args, cfg, out)
 
 
+def lock_run_dir(out: Path):
+    """One trainer per directory; under torchrun rank 0 holds the lock for all ranks."""
+    from samplenas.train.lock import run_lock
+
+    return run_lock(out) if int(os.environ.get("RANK", "0")) == 0 else nullcontext()
+
+
+def run_to_end(trainer, resume: str) -> tuple[int, dict | None]:
+    """``trainer.run()`` with divergence and Ctrl-C turned into an exit status and one
+    line saying what is kept (``resume``: the command that continues the run)."""
+    from samplenas.train import TrainingDiverged
+
+    try:
+        return 0, trainer.run()
+    except TrainingDiverged as exc:  # every rank says so: each stopped on its own
+        print(
+            f"samplenas: training diverged ({exc}); {_after_divergence(trainer)}",
+            file=sys.stderr,
+        )
+        return 1, None
+    except KeyboardInterrupt:
+        if trainer.dist.is_main:
+            print(
+                f"samplenas: interrupted at step {trainer.step}; "
+                f"{_after_interrupt(trainer, resume)}",
+                file=sys.stderr,
+            )
+        return 130, None
+    finally:
+        from samplenas.train.distributed import shutdown
+
+        shutdown(trainer.dist)
+
+
 def _train(args: argparse.Namespace, cfg, out: Path) -> int:
-    from samplenas.train import Trainer, TrainingDiverged
+    from samplenas.train import Trainer
 
     trainer = Trainer(
         cfg,
@@ -121,27 +153,9 @@ def _train(args: argparse.Namespace, cfg, out: Path) -> int:
         progress=not args.no_progress,
         accept_data_change=args.accept_data_change,
     )
-    try:
-        summary = trainer.run()
-    except TrainingDiverged as exc:  # every rank says so: each stopped on its own
-        print(
-            f"samplenas: training diverged ({exc}); {_after_divergence(trainer)}",
-            file=sys.stderr,
-        )
-        return 1
-    except KeyboardInterrupt:
-        if trainer.dist.is_main:
-            print(
-                f"samplenas: interrupted at step {trainer.step}; {_after_interrupt(trainer)}",
-                file=sys.stderr,
-            )
-        return 130
-    finally:
-        from samplenas.train.distributed import shutdown
-
-        shutdown(trainer.dist)
-    if not trainer.dist.is_main:
-        return 0
+    code, summary = run_to_end(trainer, resume_command(out))
+    if code or not trainer.dist.is_main:
+        return code
     last = summary["history"][-1] if summary["history"] else {}
     if args.json:
         print_json({"run": str(out), **summary})
@@ -158,17 +172,14 @@ def resume_command(out: Path) -> str:
     return f"samplenas train --resume {shlex.quote(str(out))}"
 
 
-def _after_interrupt(trainer) -> str:
+def _after_interrupt(trainer, resume: str) -> str:
     """What the user can do after Ctrl-C: the command to resume, or that there is none."""
     if trainer.saved_step is None:
         return (
             f"no checkpoint was written yet (every {trainer.cfg.checkpoint.every_steps} steps "
             "and every epoch), so there is nothing to resume; run the same command again"
         )
-    return (
-        f"the checkpoint of step {trainer.saved_step} is kept; continue with: "
-        f"{resume_command(trainer.out)}"
-    )
+    return f"the checkpoint of step {trainer.saved_step} is kept; continue with: {resume}"
 
 
 def _after_divergence(trainer) -> str:

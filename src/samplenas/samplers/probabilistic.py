@@ -88,7 +88,9 @@ class ArchDistribution:
         if covered != list(range(len(space.genes))):
             raise ValueError(f"variable groups {self.groups} must partition the space's genes")
         self.kind = kind
-        self.factors = [[j] for g in self.groups for j in g] if kind == "factorized" else self.groups
+        self.factors = (
+            [[j] for g in self.groups for j in g] if kind == "factorized" else self.groups
+        )
         self.shapes = [tuple(int(space.n_choices[j]) for j in f) for f in self.factors]
         # alpha = 0: the uniform distribution (Algorithm 1's initialisation)
         self.logits = [
@@ -153,7 +155,10 @@ class ArchDistribution:
         if self.kind == "joint":
             return self
         joint = ArchDistribution(self.space, "joint", self.groups)
-        logp = {f[0]: torch.log_softmax(t.detach(), 0) for f, t in zip(self.factors, self.logits)}
+        logp = {
+            f[0]: torch.log_softmax(t.detach(), 0)
+            for f, t in zip(self.factors, self.logits, strict=True)
+        }
         with torch.no_grad():
             for group, target in zip(joint.groups, joint.logits, strict=True):
                 total = torch.zeros((), dtype=torch.float64)
@@ -166,7 +171,11 @@ class ArchDistribution:
 
     def state_dict(self) -> dict[str, Any]:
         """JSON-able: float64 lists round-trip exactly through JSON."""
-        return {"kind": self.kind, "groups": self.groups, "logits": [t.tolist() for t in self.logits]}
+        return {
+            "kind": self.kind,
+            "groups": self.groups,
+            "logits": [t.tolist() for t in self.logits],
+        }
 
     @classmethod
     def from_state(cls, space: GeneSpace, state: Mapping[str, Any]) -> ArchDistribution:

@@ -194,7 +194,15 @@ def build_supernet(space: MBConvSpace) -> torch.nn.Module:
 
 
 class Trainer:
-    """One run directory, one supernet; ``run()`` trains to the end, resuming if asked."""
+    """One run directory, one supernet; ``run()`` trains to the end, resuming if asked.
+
+    Subclasses (the FP-NAS search) replace ``train_step``, ``_end_of_epoch`` and
+    ``build_sampler`` and add to the checkpoint through ``_state`` / ``restore_extra``;
+    run directories, data, checkpoints, resume, logs and torchrun stay here.
+    """
+
+    #: the key of ``train_step``'s stats shown in the progress bar and the epoch line
+    headline_loss = "loss_largest"
 
     def __init__(
         self,
@@ -261,9 +269,7 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(s, self.total_steps, warmup, t.min_lr_ratio)
         )
-        self.sampler: Sampler = make_sampler(
-            cfg.sampler.name, space, seed=cfg.seed, **cfg.sampler.options
-        )
+        self.sampler: Sampler = self.build_sampler(space)
         self.largest, self.smallest = space.largest(), space.smallest()
         self.saved_step: int | None = None  # step of the checkpoint on disk (None: none yet)
         self._epoch_losses: list[float] = []
@@ -287,6 +293,12 @@ class Trainer:
                 print(f"samplenas: {note}", file=sys.stderr)
         if self.dist.is_main:
             self._open_tensorboard()
+
+    def build_sampler(self, space: MBConvSpace) -> Sampler:
+        """The recipe's sampler, seeded alike on every rank."""
+        return make_sampler(
+            self.cfg.sampler.name, space, seed=self.cfg.seed, **self.cfg.sampler.options
+        )
 
     # -- persistence ------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
@@ -340,10 +352,14 @@ class Trainer:
         self.history = json.loads(state["history"])
         self.train_seconds = float(state.get("train_seconds", 0.0))
         self._clock = time.perf_counter()
+        self.restore_extra(state)
         if self.dist.is_main:  # forget what was logged after the checkpoint
             for name in (runlog.METRICS, runlog.SAMPLES):
                 runlog.truncate_after(self.out / name, self.step, self.epoch)
             record_resume(self.out, self.cfg, self.resumed_with or {}, self.step)
+
+    def restore_extra(self, state: dict[str, Any]) -> None:
+        """What a subclass added to ``_state``, back from a checkpoint."""
 
     def _open_tensorboard(self) -> None:
         try:
@@ -574,7 +590,7 @@ class Trainer:
             for x, y in self.loader.epoch(self.epoch, self.batch_in_epoch):
                 x, y = x.to(self.dist.device), y.to(self.dist.device)
                 stats = self.train_step(x, y)
-                self._epoch_losses.append(stats["loss_largest"])
+                self._epoch_losses.append(stats[self.headline_loss])
                 self.step += 1
                 if first_step_done is None:
                     first_step_done = time.perf_counter()
@@ -598,7 +614,7 @@ class Trainer:
                     }
                     self.log(record)
                     bar.set_postfix(
-                        loss=f"{stats['loss_largest']:.3f}", lr=f"{lr:.3g}", img_s=f"{rate:.0f}"
+                        loss=f"{stats[self.headline_loss]:.3f}", lr=f"{lr:.3g}", img_s=f"{rate:.0f}"
                     )
                     window_start, window_images = time.perf_counter(), 0
                 bar.update(1)
