@@ -280,9 +280,7 @@ def test_cli_tiny_search_end_to_end(tiny_search):
     assert epochs[0]["entropy"] == pytest.approx(math.log(512))
     assert epochs[-1]["entropy"] < epochs[2]["entropy"] < epochs[0]["entropy"]
     assert epochs[-1]["k_mean"] < epochs[0]["k_mean"]
-    assert result["samples_total"] == epochs[-1]["samples"] == sum(
-        e["k_mean"] * 17 for e in epochs
-    )
+    assert result["samples_total"] == epochs[-1]["samples"] == sum(e["k_mean"] * 17 for e in epochs)
     assert epochs[-1]["val_top1"] > 70  # the most probable network, BN-calibrated
     # the switch to the joint distribution after epoch 8 is logged and seen in samples.jsonl
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
@@ -351,9 +349,20 @@ def _gloo_worker(rank: int, port: int, out: str, queue) -> None:
         WORLD_SIZE="2",
         LOCAL_RANK=str(rank),
     )
+    try:
+        queue.put((rank, *_gloo_search(out)))
+    except BaseException as exc:  # say so at once: the test would wait for its timeout
+        queue.put((rank, repr(exc), None, None, None))
+        raise
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def _gloo_search(out: str) -> tuple:
     from samplenas.train.fpnas import FPNASTrainer
 
     recipe = {"train": {"epochs": 3}, "fpnas": {"supernet_warmup_epochs": 1}}
+    recipe["fpnas"]["distribution"] = "mixed:2"
     trainer = FPNASTrainer(load_config("fpnas-tiny", recipe), out, progress=False)
     drawn: list[str] = []
     ask = trainer.sampler.ask
@@ -367,8 +376,7 @@ def _gloo_worker(rank: int, port: int, out: str, queue) -> None:
     result = trainer.run()
     logits = [t.detach().numpy().copy() for t in trainer.sampler.dist.logits]
     flat = torch.cat([p.detach().flatten() for p in trainer.model.parameters()]).numpy().copy()
-    queue.put((rank, drawn, logits, flat, result["arch"]))
-    torch.distributed.destroy_process_group()
+    return drawn, logits, flat, result["arch"]
 
 
 def test_two_gloo_processes_draw_the_same_architectures(tmp_path):
@@ -388,10 +396,10 @@ def test_two_gloo_processes_draw_the_same_architectures(tmp_path):
             p.join(timeout=60)
             if p.is_alive():
                 p.kill()
-    assert all(p.exitcode == 0 for p in procs)
+    assert all(p.exitcode == 0 for p in procs), results
     (d0, l0, w0, a0), (d1, l1, w1, a1) = results[0], results[1]
     assert d0 == d1 and len(d0) == 3 * 8  # 1138 images / 2 ranks / 64 = 8 steps an epoch
     assert len(set(d0)) > 10  # the draws vary
-    assert all(np.array_equal(x, y) for x, y in zip(l0, l1, strict=True))
+    assert all(np.array_equal(x, y) for x, y in zip(l0, l1, strict=True)) and len(l0) == 5
     assert np.array_equal(w0, w1) and a0 == a1
     assert (tmp_path / "ddp" / "result.json").is_file()

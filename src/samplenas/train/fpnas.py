@@ -33,7 +33,7 @@ from samplenas.samplers.probabilistic import (
     parse_distribution,
     parse_sampling,
 )
-from samplenas.space import Arch, MBConvSpace
+from samplenas.space import Arch, MBConvSpace, load_space
 from samplenas.train import distributed as D
 from samplenas.train.config import RunConfig
 from samplenas.train.trainer import Trainer, TrainingDiverged, clip_gradients, minutes, say
@@ -100,7 +100,9 @@ class FPNASTrainer(Trainer):
         costs: Costs | None = None,
     ) -> None:
         check_fpnas_config(cfg)
-        self.extra_costs = costs
+        space = load_space(cfg.space)
+        if isinstance(space, MBConvSpace):  # other spaces: the Trainer says it has no supernet
+            self.costs = recipe_costs(space, cfg, costs)  # a bad target exits before the data
         self.samples_total = 0  # architectures sampled so far (a resume restores them)
         self._epoch_k: list[int] = []  # K of each step of this epoch
         super().__init__(cfg, out, resume, progress, accept_data_change)
@@ -135,7 +137,7 @@ class FPNASTrainer(Trainer):
             lr=f.alpha_lr,
             beta=f.beta,
             temperature=f.temperature,
-            costs=recipe_costs(space, self.cfg, self.extra_costs),
+            costs=self.costs,
         )
 
     # -- persistence ------------------------------------------------------------------
