@@ -18,7 +18,14 @@ def test_shipped_recipes_load(name):
 
 
 def test_recipes_ship_with_the_package_and_no_config_means_fashion(tmp_path):
-    assert recipe_names() == ["attentivenas-imagenet", "demo", "fashion", "tiny"]
+    assert recipe_names() == [
+        "attentivenas-imagenet",
+        "demo",
+        "fashion",
+        "fpnas-fashion",
+        "fpnas-tiny",
+        "tiny",
+    ]
     assert load_config(None) == load_config("fashion")
     assert load_config("fashion").space == "attentive-fashion"
     # a path still works, and a file beats nothing: its values are the ones used
@@ -28,11 +35,11 @@ def test_recipes_ship_with_the_package_and_no_config_means_fashion(tmp_path):
 
 
 def test_an_unknown_recipe_exits_2_listing_the_shipped_ones(capsys):
-    with pytest.raises(UserError, match=r"fashon.*\(attentivenas-imagenet, demo, fashion, tiny\)"):
+    with pytest.raises(UserError, match=r"fashon.*\(attentivenas-imagenet, demo, fashion, fpnas-"):
         load_config("fashon")
     assert main(["train", "--config", "fashon", "--out", "unused"]) == 2
     err = capsys.readouterr().err
-    assert "demo, fashion, tiny" in err and "Traceback" not in err
+    assert "demo, fashion, fpnas-fashion, fpnas-tiny, tiny" in err and "Traceback" not in err
 
 
 def test_train_help_names_every_shipped_recipe(capsys):

@@ -55,6 +55,13 @@ def test_wheel_installed_outside_the_checkout_runs_demo_help_and_loads_recipes(t
     (site / "deps.pth").write_text("\n".join(deps) + "\n")
     where, names = _run([str(python), "-c", LOAD_RECIPES], elsewhere, env).splitlines()
     assert Path(where).is_relative_to(site)
-    assert names.split() == ["attentivenas-imagenet", "demo", "fashion", "tiny"]
+    assert names.split() == [
+        "attentivenas-imagenet",
+        "demo",
+        "fashion",
+        "fpnas-fashion",
+        "fpnas-tiny",
+        "tiny",
+    ]
     out = _run([str(venv / "bin" / "samplenas"), "demo", "--help"], elsewhere, env)
     assert "usage: samplenas demo" in out

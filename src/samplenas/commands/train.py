@@ -23,11 +23,13 @@ from samplenas.io import print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from samplenas.train.config import recipe_names
+
     p = sub.add_parser("train", help="train a supernet (sandwich rule, in-place distillation)")
     p.add_argument(
         "--config",
-        help="recipe: a shipped name (attentivenas-imagenet, demo, fashion, tiny) or a YAML "
-        "file; default: fashion",
+        help=f"recipe: a shipped name ({', '.join(recipe_names())}) or a YAML file; "
+        "default: fashion",
     )
     p.add_argument("--out", help="run directory (default runs/<config name>)")
     p.add_argument(
