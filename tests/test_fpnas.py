@@ -227,6 +227,24 @@ def test_sampler_state_round_trips_through_json_and_continues_identically():
     assert all(torch.equal(x, y) for x, y in zip(a.dist.logits, b.dist.logits, strict=True))
 
 
+def test_results_told_one_at_a_time_update_alpha_once_per_step_of_k():
+    space = load_space("tiny")
+    one, batch = (ProbabilisticSampler(space, seed=2, sampling="fs:4") for _ in range(2))
+    archs = batch.ask()
+    scores = [0.0, 2.0, 1.0, -1.0]
+    batch.tell(archs, scores)
+    start = [t.detach().clone() for t in one.dist.logits]
+    for i, (arch, score) in enumerate(zip(archs, scores, strict=True)):
+        if i == 2:  # a checkpoint in the middle of a step keeps the told results
+            again = ProbabilisticSampler(space, seed=0, sampling="fs:4")
+            again.load_state_dict(json.loads(json.dumps(one.state_dict())))
+            one = again
+        unchanged = all(torch.equal(a, b) for a, b in zip(start, one.dist.logits, strict=True))
+        assert unchanged  # no step before the K-th result
+        one.tell([arch], [score])
+    assert all(torch.equal(a, b) for a, b in zip(one.dist.logits, batch.dist.logits, strict=True))
+
+
 @pytest.mark.parametrize(
     "text,ok",
     [("as:0.25", True), ("fs:8", True), ("as:0", False), ("fs:1.5", False), ("x:1", False)],

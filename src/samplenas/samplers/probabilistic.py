@@ -228,9 +228,12 @@ def _load_adam_state(opt: torch.optim.Adam, state: Mapping[str, Any]) -> None:
 class ProbabilisticSampler(Sampler):
     """FP-NAS's sampler: draws from P(A|alpha) and learns alpha from the samples' scores.
 
-    ``tell(archs, scores)`` treats scores as log-likelihoods (higher is better): it forms
-    the importance weights and takes one Adam step on alpha. The trainer calls the two
-    halves itself (``importance``, then ``update`` after warm-up).
+    ``tell(archs, scores)`` treats scores as log-likelihoods (higher is better). Importance
+    weights compare the samples of one step, so ``tell`` collects results until it holds
+    the step's K (``sample_size`` when the first arrived), then forms the weights and
+    takes one Adam step on alpha: a loop of ``ask(1)``/``tell`` (the benchmark harness)
+    learns as a loop of ``ask()``/``tell`` does. The trainer calls the two halves itself
+    (``importance``, then ``update`` after warm-up).
     """
 
     name = "probabilistic"
@@ -263,6 +266,8 @@ class ProbabilisticSampler(Sampler):
             self.costs["mflops"] = (space.mflops, float(target_mflops))
         self._set_distribution(ArchDistribution(space, kind))
         self._last: dict[str, Any] = {}
+        self._pending: list[tuple[Arch, float]] = []  # told results of the step under way
+        self._pending_k = 0  # that step's K
 
     def _set_distribution(self, dist: ArchDistribution) -> None:
         self.dist = dist
@@ -306,7 +311,13 @@ class ProbabilisticSampler(Sampler):
         self.optimizer.step()
 
     def tell(self, archs: Sequence[Arch], scores: Sequence[float]) -> None:
-        self.update(archs, self.importance(archs, scores)[1])
+        if not self._pending:
+            self._pending_k = self.sample_size()
+        self._pending += [(a, float(s)) for a, s in zip(archs, scores, strict=True)]
+        if len(self._pending) >= self._pending_k:
+            told, logliks = [a for a, _ in self._pending], [s for _, s in self._pending]
+            self._pending = []
+            self.update(told, self.importance(told, logliks)[1])
 
     def to_joint(self) -> None:
         """Switch to the joint distribution (a fresh Adam for the new logits)."""
@@ -325,12 +336,16 @@ class ProbabilisticSampler(Sampler):
             **super().state_dict(),
             "distribution": self.dist.state_dict(),
             "adam": _adam_state(self.optimizer),
+            "pending": [[a.to_json(), s] for a, s in self._pending],
+            "pending_k": self._pending_k,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self._set_distribution(ArchDistribution.from_state(self.dist.space, state["distribution"]))
         _load_adam_state(self.optimizer, state["adam"])
+        self._pending = [(self.space.validate(a), float(s)) for a, s in state["pending"]]
+        self._pending_k = int(state["pending_k"])
 
     def stats(self) -> dict[str, float]:
         return {"entropy": self.entropy(), "k": float(self._last.get("k", 0))}
