@@ -59,6 +59,8 @@ def test_wheel_installed_outside_the_checkout_runs_demo_help_and_loads_recipes(t
         "attentivenas-imagenet",
         "demo",
         "fashion",
+        "fpnas-fashion",
+        "fpnas-tiny",
         "retrain-fashion",
         "tiny",
     ]

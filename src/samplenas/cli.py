@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "samplenas.commands.demo",
     "samplenas.commands.train",
     "samplenas.commands.retrain",
+    "samplenas.commands.fpnas",
     "samplenas.commands.search",
     "samplenas.commands.export",
     "samplenas.commands.predict",

@@ -100,7 +100,6 @@ def _overrides(args: argparse.Namespace) -> dict:
 def cmd_train(args: argparse.Namespace) -> int:
     from samplenas.train import load_config
     from samplenas.train.config import DEFAULT_RECIPE, load_run_config
-    from samplenas.train.lock import run_lock
 
     if args.resume:
         out = Path(args.resume)
@@ -114,8 +113,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         cfg = load_config(args.config, _overrides(args))
         out = Path(args.out or f"runs/{Path(args.config or DEFAULT_RECIPE).stem}")
-    # one trainer per directory; under torchrun rank 0 holds the lock for all ranks
-    with run_lock(out) if int(os.environ.get("RANK", "0")) == 0 else nullcontext():
+    with lock_run_dir(out):
         if args.resume:
             cfg = load_run_config(out, _overrides(args))
         elif (out / "checkpoint.pt").exists():
@@ -123,6 +121,13 @@ def cmd_train(args: argparse.Namespace) -> int:
                 f"run directory '{out}' already holds a run; use --resume {out} or another --out"
             )
         return _train(args, cfg, out)
+
+
+def lock_run_dir(out: Path):
+    """One trainer per directory; under torchrun rank 0 holds the lock for all ranks."""
+    from samplenas.train.lock import run_lock
+
+    return run_lock(out) if int(os.environ.get("RANK", "0")) == 0 else nullcontext()
 
 
 def _train(args: argparse.Namespace, cfg, out: Path) -> int:

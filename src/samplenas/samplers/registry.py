@@ -160,3 +160,16 @@ register_sampler_pattern(
     _attentive,
     (*ATTENTIVE_OPTIONS, "predictor"),
 )
+
+
+def _probabilistic(space: SearchSpace, seed: int | None = 0, **options: Any) -> Sampler:
+    from samplenas.samplers.probabilistic import ProbabilisticSampler
+
+    return ProbabilisticSampler(space, seed=seed, **options)
+
+
+register_sampler(
+    "probabilistic",
+    _probabilistic,
+    ("distribution", "sampling", "lr", "beta", "temperature", "target_mflops"),
+)

@@ -102,6 +102,21 @@ class CheckpointConfig:
 
 
 @dataclass
+class FPNASConfig:
+    """``samplenas fpnas`` (appendix Algorithm 1); plain ``train`` ignores this section."""
+
+    sampling: str = "as:0.25"  # as:LAMBDA (K = max(1, round(LAMBDA * H))) or fs:K
+    distribution: str = "joint"  # factorized | joint | mixed:THETA (joint after epoch THETA)
+    supernet_warmup_epochs: int = 0  # epochs training omega with alpha fixed at uniform
+    alpha_lr: float = 0.016  # Adam, constant
+    beta: float = 0.3  # weight of the hinge cost in m^alpha
+    temperature: float = 1.0  # m^omega = softmax(val log-likelihood / temperature); 1: paper's
+    target_mflops: float | None = None  # hinge target TAR of the FLOPs cost; None: no cost
+    target_params_m: float | None = None  # hinge target on parameters (millions); None: none
+    val_batch_size: int = 0  # validation images a rank scores per step; 0: train.batch_size
+
+
+@dataclass
 class RunConfig:
     space: str | dict[str, Any] = "attentive-fashion"  # a name, a file, or a run's copy of one
     seed: int = 0
@@ -111,6 +126,7 @@ class RunConfig:
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     eval_every_epochs: int = 1
+    fpnas: FPNASConfig = field(default_factory=FPNASConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -201,11 +217,29 @@ def _check(cfg: RunConfig) -> RunConfig:
         (cfg.checkpoint.every_steps >= 1, "checkpoint.every_steps", "at least 1"),
         (cfg.data.val_size >= 1, "data.val_size", "at least 1"),
         (cfg.eval_every_epochs >= 0, "eval_every_epochs", "non-negative"),
+        *_fpnas_rules(cfg.fpnas),
     ]
     for ok, key, what in rules:
         if not ok:
             raise UserError(f"config key '{key}' must be {what}")
     return cfg
+
+
+def _fpnas_rules(f: FPNASConfig) -> list[tuple[bool, str, str]]:
+    positive_or_none = "positive (or null for no target)"
+    return [
+        (f.supernet_warmup_epochs >= 0, "fpnas.supernet_warmup_epochs", "non-negative"),
+        (f.alpha_lr > 0, "fpnas.alpha_lr", "positive"),
+        (f.beta >= 0, "fpnas.beta", "non-negative"),
+        (f.temperature > 0, "fpnas.temperature", "positive"),
+        (f.target_mflops is None or f.target_mflops > 0, "fpnas.target_mflops", positive_or_none),
+        (
+            f.target_params_m is None or f.target_params_m > 0,
+            "fpnas.target_params_m",
+            positive_or_none,
+        ),
+        (f.val_batch_size >= 0, "fpnas.val_batch_size", "non-negative (0: train.batch_size)"),
+    ]
 
 
 def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:

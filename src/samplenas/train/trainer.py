@@ -209,15 +209,19 @@ class Trainer(EpochLoop):
         self.ema = make_ema(self.model, t.ema_decay) if t.ema_decay > 0 else None
         self.start_loop()
         self.distill_warmup_steps = int(round(t.distill_warmup_epochs * self.steps_per_epoch))
-        self.sampler: Sampler = make_sampler(
-            cfg.sampler.name, space, seed=cfg.seed, **cfg.sampler.options
-        )
+        self.sampler: Sampler = self.build_sampler(space)
         self.largest, self.smallest = space.largest(), space.smallest()
         self.begin(resume, guard, self.data)
 
     # -- what the shared loop asks of a supernet run ----------------------------------
     loss_key = "loss_largest"
     loss_label = "loss (largest)"
+
+    def build_sampler(self, space: SearchSpace) -> Sampler:
+        """The recipe's sampler, seeded alike on every rank (the FP-NAS search overrides)."""
+        return make_sampler(
+            self.cfg.sampler.name, space, seed=self.cfg.seed, **self.cfg.sampler.options
+        )
 
     def extra_state(self) -> dict[str, Any]:
         return {"sampler": json.dumps(self.sampler.state_dict())}
