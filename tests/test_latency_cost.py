@@ -245,3 +245,39 @@ def test_search_latency_mistakes_exit_2(latency_run, table_path, capsys, extra, 
     extra = [str(table_path) if e == "T" else e for e in extra]
     code, _, err = search(latency_run, capsys, *extra)
     assert code == 2 and message in err
+
+
+def test_fpnas_hinge_takes_the_latency_table_as_it_takes_flops(tiny, table_path):
+    from samplenas.errors import UserError
+    from samplenas.samplers.probabilistic import ProbabilisticSampler
+    from samplenas.train.config import load_config
+    from samplenas.train.fpnas import recipe_costs
+
+    cost = make_cost(tiny, "latency", str(table_path))
+    low, high = cost.bounds()
+    target = (low + high) / 2
+    cfg = load_config(
+        "fpnas-tiny",
+        {"fpnas": {"latency_table": str(table_path), "target_latency_ms": target}},
+    )
+    costs = recipe_costs(tiny, cfg)
+    fn, tar = costs["latency_ms"]
+    arch = tiny.largest()
+    assert tar == target and fn(arch) == pytest.approx(cost(arch))
+    # Eqn. 6's hinge on latency alone (the FLOPs target dropped): 0 under, excess above
+    only_latency = {"latency_ms": costs["latency_ms"]}
+    sampler = ProbabilisticSampler(tiny, seed=0, costs=only_latency)
+    archs = tiny.sample_many(np.random.default_rng(0), 64)
+    expected = [max(0.0, cost(a) / target - 1) for a in archs]
+    assert any(h > 0 for h in expected) and any(h == 0 for h in expected)
+    assert [sampler.hinge(a) for a in archs] == pytest.approx(expected)
+    with pytest.raises(UserError, match="outside the range"):
+        recipe_costs(
+            tiny,
+            load_config(
+                "fpnas-tiny",
+                {"fpnas": {"latency_table": str(table_path), "target_latency_ms": high * 3}},
+            ),
+        )
+    with pytest.raises(UserError, match="latency_table"):
+        load_config("fpnas-tiny", {"fpnas": {"target_latency_ms": target}})

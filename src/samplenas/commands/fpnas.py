@@ -37,6 +37,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--target-mflops", type=float, help="hinge-cost target on MFLOPs (fpnas.target_mflops)"
     )
+    p.add_argument(
+        "--latency",
+        metavar="TABLE",
+        help="a 'samplenas latency build' table of this space (fpnas.latency_table)",
+    )
+    p.add_argument(
+        "--target-latency-ms",
+        type=float,
+        help="hinge-cost target on the table's latency (fpnas.target_latency_ms)",
+    )
     p.add_argument("--epochs", type=positive_int, help="search epochs (train.epochs)")
     p.add_argument("--seed", type=int, help="random seed (the data split has its own)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -60,6 +70,8 @@ def _overrides(args: argparse.Namespace) -> dict:
         ("fpnas", "sampling"): args.sampling,
         ("fpnas", "distribution"): args.distribution,
         ("fpnas", "target_mflops"): args.target_mflops,
+        ("fpnas", "latency_table"): str(Path(args.latency).resolve()) if args.latency else None,
+        ("fpnas", "target_latency_ms"): args.target_latency_ms,
         ("train", "epochs"): args.epochs,
         ("data", "data_dir"): args.data_dir,
     }

@@ -113,6 +113,8 @@ class FPNASConfig:
     temperature: float = 1.0  # m^omega = softmax(val log-likelihood / temperature); 1: paper's
     target_mflops: float | None = None  # hinge target TAR of the FLOPs cost; None: no cost
     target_params_m: float | None = None  # hinge target on parameters (millions); None: none
+    latency_table: str | None = None  # a 'samplenas latency build' table: hinge on its ms
+    target_latency_ms: float | None = None  # hinge target on the table's latency; needs it
     val_batch_size: int = 0  # validation images a rank scores per step; 0: train.batch_size
 
 
@@ -237,6 +239,16 @@ def _fpnas_rules(f: FPNASConfig) -> list[tuple[bool, str, str]]:
             f.target_params_m is None or f.target_params_m > 0,
             "fpnas.target_params_m",
             positive_or_none,
+        ),
+        (
+            f.target_latency_ms is None or f.target_latency_ms > 0,
+            "fpnas.target_latency_ms",
+            positive_or_none,
+        ),
+        (
+            (f.target_latency_ms is None) == (f.latency_table is None),
+            "fpnas.target_latency_ms",
+            "given together with fpnas.latency_table (a hinge on latency needs both)",
         ),
         (f.val_batch_size >= 0, "fpnas.val_batch_size", "non-negative (0: train.batch_size)"),
     ]

@@ -33,7 +33,8 @@ from samplenas.samplers.probabilistic import (
     parse_distribution,
     parse_sampling,
 )
-from samplenas.space import Arch, MBConvSpace, load_space
+from samplenas.space import SUPERNET_SPACES, Arch, SupernetSpace, load_space
+from samplenas.space.cost import make_cost
 from samplenas.train import distributed as D
 from samplenas.train.config import RunConfig
 from samplenas.train.loop import minutes, say
@@ -64,24 +65,27 @@ def check_fpnas_config(cfg: RunConfig) -> None:
         )
 
 
-def recipe_costs(space: MBConvSpace, cfg: RunConfig, extra: Costs | None = None) -> Costs:
-    """The hinge costs: FLOPs and parameters targets of the recipe, plus ``extra``
-    (name -> (cost of an arch, target); e.g. a latency table's prediction)."""
+def recipe_costs(space: SupernetSpace, cfg: RunConfig, extra: Costs | None = None) -> Costs:
+    """The hinge costs: the recipe's FLOPs, parameters and latency-table targets, plus
+    ``extra`` (name -> (cost of an arch, target)). Each is a ``CostModel`` (one cost
+    abstraction: the table's latency is handled exactly as FLOPs)."""
     f = cfg.fpnas
     costs: dict[str, Any] = {}
-    for key, target, fn in (
-        ("mflops", f.target_mflops, lambda a: space.cost(a).mflops),
-        ("params_m", f.target_params_m, lambda a: space.cost(a).params_m),
+    for name, target in (
+        ("mflops", f.target_mflops),
+        ("params", f.target_params_m),
+        ("latency", f.target_latency_ms),
     ):
         if target is None:
             continue
-        low, high = fn(space.smallest()), fn(space.largest())
+        model = make_cost(space, name, f.latency_table if name == "latency" else None)
+        low, high = model.bounds()
         if not low <= target <= high:
             raise UserError(
-                f"target {key} {target:g} is outside the range of space '{space.name}' "
-                f"({low:.4g}-{high:.4g}); choose a target within it"
+                f"target {model.name} {target:g} is outside the range of space '{space.name}' "
+                f"({model.describe(low)} - {model.describe(high)}); choose a target within it"
             )
-        costs[key] = (fn, float(target))
+        costs[model.name] = (model, float(target))
     costs.update(extra or {})
     return costs
 
@@ -103,7 +107,7 @@ class FPNASTrainer(Trainer):
     ) -> None:
         check_fpnas_config(cfg)
         space = load_space(cfg.space)
-        if isinstance(space, MBConvSpace):  # other spaces: the Trainer says it has no supernet
+        if isinstance(space, SUPERNET_SPACES):  # other spaces: the Trainer says it has none
             self.costs = recipe_costs(space, cfg, costs)  # a bad target exits before the data
         self.samples_total = 0  # architectures sampled so far (a resume restores them)
         self._epoch_k: list[int] = []  # K of each step of this epoch
@@ -129,7 +133,7 @@ class FPNASTrainer(Trainer):
         self._val_next: tuple[int, int] | None = None
         self.warmup_epochs = f.supernet_warmup_epochs
 
-    def build_sampler(self, space: MBConvSpace) -> ProbabilisticSampler:
+    def build_sampler(self, space: SupernetSpace) -> ProbabilisticSampler:
         f = self.cfg.fpnas
         return ProbabilisticSampler(
             space,
