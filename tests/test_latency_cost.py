@@ -80,7 +80,11 @@ def test_exact_dp_counts_every_arch_of_every_latency_bucket(tiny, every_idx):
     n = int(np.round(hi / step)) - first + 1
     exact = ExactBucketSampler(tiny, step, first, n, cost=cost)
     assert exact.origin < 0  # the negative offset was shifted out of the bins
-    assert exact.total.sum() == len(every_idx)  # the DP counts every arch once
+    # the DP's count per (resolution, fine cost bin) is the enumeration's, bin for bin
+    bins = tiny.chain_sum(exact.stem_c, exact.stage_c, exact.head_c, every_idx)
+    counted = np.zeros_like(exact.total)
+    np.add.at(counted, (every_idx[:, tiny._g_res], bins), 1)
+    assert np.array_equal(exact.total, counted) and counted.sum() == len(every_idx)
     by_bucket = collections.defaultdict(set)
     for row, value in zip(every_idx, values, strict=True):
         by_bucket[int(np.round(value / step)) - first].add(tiny.arch_from_indices(row))
