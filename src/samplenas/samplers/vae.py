@@ -76,6 +76,9 @@ class NB201Tokenizer(Tokenizer):
         return Arch(ops=[self.ops[int(t)] for t in tokens])
 
 
+_GRAPH_DECODED: dict[str, dict[tuple[int, ...], Arch | None]] = {}
+
+
 class NBGraphTokenizer(Tokenizer):
     """NAS-Bench-Graph: the link pattern (one of 9), then the op of each of the 4 nodes;
     decoded to the canonical representative; all-'skip' cells are invalid."""
@@ -85,7 +88,8 @@ class NBGraphTokenizer(Tokenizer):
 
         self.space, self.links = space, LINKS
         self.sizes = (len(LINKS),) + (len(space.ops),) * 4
-        self._decoded: dict[tuple[int, ...], Arch | None] = {}  # canonicalising is slow
+        # canonicalising calls the benchmark package: memoised per space, for every sampler
+        self._decoded = _GRAPH_DECODED.setdefault(space.name, {})
 
     def _decode(self, tokens: tuple[int, ...]) -> Arch | None:
         ops = [self.space.ops[t] for t in tokens[1:]]
@@ -380,7 +384,7 @@ class VAESampler(Sampler):
             want = n - len(out)
             if want <= 0:
                 break
-            got = self._draw(max(2 * want, 16))
+            got = self._draw(want + want // 4 + 8)  # a margin for invalid or rejected ones
             out += [a for a in got if accept is None or accept(a)][:want]
         return out
 
