@@ -28,7 +28,7 @@ import torch
 from md_tables import replace_table
 
 from samplenas.bench import load_benchmark
-from samplenas.bench.harness import compare, run_once
+from samplenas.bench.harness import compare, plot_curves, run_once
 from samplenas.bench.nasbench201 import NB201_DATASETS
 from samplenas.bench.table import NB_GRAPH_DATASETS, Table
 from samplenas.io import atomic_write_json
@@ -147,17 +147,40 @@ def fair(dataset: str, strategy: str, runs: int, budget: int) -> dict:
     return result
 
 
+def fair_results(ds: str) -> dict[str, dict]:
+    """Each strategy's result on ``ds``: vae, vae-re from this study, the rest from
+    nb201_study.py's committed runs (the same harness, budget 500)."""
+    out = {}
+    for s in ("random", "re", "npred", "vae", "vae-re"):
+        mine = OUT / f"fair_{ds}_{s}.json"
+        path = mine if mine.is_file() else OUT.parent / "nb201" / f"{ds}_{s}.json"
+        if path.is_file():
+            out[s] = json.loads(path.read_text())
+    return out
+
+
+def plot_fair(ds: str, results: dict[str, dict]) -> None:
+    """All strategies' curves up to the VAE runs' budget, in one figure."""
+    budget = min(r["budget"] for r in results.values())
+    first = next(iter(results.values()))
+    merged = {k: first[k] for k in ("benchmark", "curves", "noisy_queries", "metric")}
+    merged["runs"] = {s: r["runs"] for s, r in results.items()}
+    merged["strategies"] = {
+        s: {k: v[:budget] for k, v in r["strategies"][s].items() if isinstance(v, list)}
+        for s, r in results.items()
+    }
+    plot_curves(merged, OUT / f"fair_{ds}.png")
+
+
 def fair_summary() -> dict:
     """Marks of vae, vae-re (this study) and random, re, npred (nb201_study.py)."""
     out: dict = {}
     for ds in NB201_DATASETS:
         rows: dict = {}
-        for s in ("random", "re", "npred", "vae", "vae-re"):
-            mine = OUT / f"fair_{ds}_{s}.json"
-            path = mine if mine.is_file() else OUT.parent / "nb201" / f"{ds}_{s}.json"
-            if not path.is_file():
-                continue
-            r = json.loads(path.read_text())
+        results = fair_results(ds)
+        if "vae" in results:
+            plot_fair(ds, results)
+        for s, r in results.items():
             c = r["strategies"][s]
             rows[s] = {
                 "runs": r["runs"],
