@@ -108,6 +108,8 @@ def summarise_table4(part: dict) -> dict:
             "diff": [float(d.mean()), float(d.std() / np.sqrt(len(d)))],  # mean, std error
             "vae_wins_runs": float((d > 0).mean()),
         }
+    best = np.array([r["top_in_training"] for r in rows])  # what the uncounted set held
+    out["best_of_random_set"] = [float(best.mean()), float(best.std())]
     out["validity"] = float(np.mean([r["validity"] for r in rows]))
     out["distinct_per_1000"] = float(np.mean([r["distinct_per_1000"] for r in rows]))
     return out
@@ -203,11 +205,12 @@ def report(summary: dict) -> dict[str, str]:
     rows = [
         "| benchmark | noise | "
         + " | ".join(f"K = {k}: VAE / random (diff ± s.e.)" for k in KS)
-        + " | valid | distinct / 1000 |",
-        "|---|---|" + "---|" * len(KS) + "---|---|",
+        + " | best of the uncounted set | valid | distinct / 1000 |",
+        "|---|---|" + "---|" * len(KS) + "---|---|---|",
     ]
     wins = {str(n): 0 for n in NOISES}
     significant = {str(n): 0 for n in NOISES}
+    counted = {str(n): 0 for n in NOISES}
     for bench, by_noise in t4.items():
         pct = bench.startswith("nas-bench-201")
         f = (lambda x: f"{x:.2f}") if pct else (lambda x: f"{100 * x:.2f}")
@@ -221,23 +224,21 @@ def report(summary: dict) -> dict[str, str]:
                     f"{c['diff'][1] * (1 if pct else 100):.2f})"
                 )
             d10 = s["K"]["10"]["diff"]
+            counted[noise] += 1
             wins[noise] += d10[0] > 0
             significant[noise] += d10[0] > 2 * d10[1]
             rows.append(
                 f"| {bench.split(':')[1]} | {float(noise):g} | "
                 + " | ".join(cells)
-                + f" | {100 * s['validity']:.1f} % | {s['distinct_per_1000']:.0f} |"
+                + f" | {f(s['best_of_random_set'][0])} | {100 * s['validity']:.1f} % | "
+                f"{s['distinct_per_1000']:.0f} |"
             )
-    n_tables = len(t4)
     verdict = [
         "| noise (accuracy points) | VAE mean ahead at K = 10 | ahead by > 2 s.e. |",
         "|---|---|---|",
     ]
-    for noise in wins:
-        verdict.append(
-            f"| {float(noise):g} | {wins[noise]} of {n_tables} | {significant[noise]} of "
-            f"{n_tables} |"
-        )
+    for noise, n in counted.items():
+        verdict.append(f"| {float(noise):g} | {wins[noise]} of {n} | {significant[noise]} of {n} |")
     tables = {"vae_table4": "\n".join(rows), "vae_table4_wins": "\n".join(verdict)}
     if "tune" in summary:
         tu = summary["tune"]
