@@ -93,7 +93,7 @@ class SpyEvaluator(Evaluator):
         return super().expected(arch)
 
 
-@pytest.mark.parametrize("strategy", ["random", "re", "npred-rf"])
+@pytest.mark.parametrize("strategy", ["random", "re", "npred-rf", "vae", "vae-re"])
 def test_strategies_respect_the_budget_and_never_see_test_accuracy(cora, strategy, monkeypatch):
     from samplenas.bench import harness
 
@@ -111,7 +111,7 @@ def test_strategies_respect_the_budget_and_never_see_test_accuracy(cora, strateg
     assert not any(hasattr(sampler, n) for n in ("test", "expected", "evaluator", "table"))
 
 
-@pytest.mark.parametrize("strategy", ["re", "npred-rf"])
+@pytest.mark.parametrize("strategy", ["re", "npred-rf", "vae", "vae-re"])
 def test_scrambling_the_test_column_changes_no_decision(cora, strategy, monkeypatch):
     from samplenas.bench import harness
     from samplenas.bench.table import Table

@@ -25,6 +25,11 @@ def built(name: str) -> str:
 
         summary = json.loads((nb201_study.OUT.parent / "nb201_summary.json").read_text())
         return nb201_study.report(summary)[name]
+    if name.startswith("vae"):
+        import vae_study
+
+        summary = json.loads((vae_study.OUT.parent / "vae_summary.json").read_text())
+        return vae_study.report(summary)[name]
     if name.startswith("tabular"):
         import tabular_study
 
@@ -60,6 +65,7 @@ def built(name: str) -> str:
         "tabular_curves",
         *(f"nb201{part}" for part in ("", "_curves", "_noise", "_nvsk", "_graph", "_speed")),
         *(f"latency_{part}" for part in ("build", "check", "search")),
+        *(f"vae_{part}" for part in ("table4", "table4_wins", "tune", "fair")),
     ],
 )
 def test_benchmarks_md_table_matches_its_json(name):

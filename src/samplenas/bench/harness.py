@@ -30,7 +30,17 @@ from samplenas.samplers.base import Sampler
 from samplenas.search.pareto import hypervolume_2d, pareto_front
 from samplenas.space import Arch
 
-STRATEGIES = ("random", "re", "npred", "npred-2stage", "npred-rf", "npred-mlp", "bananas")
+STRATEGIES = (
+    "random",
+    "re",
+    "npred",
+    "npred-2stage",
+    "npred-rf",
+    "npred-mlp",
+    "bananas",
+    "vae",
+    "vae-re",
+)
 
 
 def parse_objective(text: str | None) -> str | None:
@@ -45,8 +55,15 @@ def parse_objective(text: str | None) -> str | None:
 
 
 def make_strategy(
-    name: str, table: Table, seed: int, npred_n: int = 50, cost_key: str | None = None
+    name: str,
+    table: Table,
+    seed: int,
+    npred_n: int = 50,
+    cost_key: str | None = None,
+    options: dict[str, Any] | None = None,
 ) -> Sampler:
+    """Strategy ``name`` on ``table``; ``options`` (Python API, the VAE strategies' only)
+    override its settings, e.g. ``{"n_init": 30}`` in a tuning study."""
     from samplenas.search.strategies import (
         IterativePredictorSearch,
         NeuralPredictorSearch,
@@ -60,6 +77,18 @@ def make_strategy(
         return RandomSearch(space, seed=seed, candidates=archs)
     if name == "re":
         return RegularizedEvolution(space, seed=seed, candidates=archs, cost=cost)
+    if name in ("vae", "vae-re"):
+        if cost is not None:
+            raise UserError(
+                f"strategy '{name}' searches accuracy alone, not --objective accuracy,{cost_key}; "
+                "use re or npred with a cost objective"
+            )
+        from samplenas.search.vae_search import VAERegularizedEvolution, VAESearch
+
+        vae_class = VAESearch if name == "vae" else VAERegularizedEvolution
+        return vae_class(space, seed=seed, candidates=archs, **(options or {}))
+    if options:
+        raise UserError(f"strategy '{name}' takes no options, got {sorted(options)}")
     if name == "bananas":
         if cost is not None:
             raise UserError(
@@ -111,6 +140,8 @@ def run_once(
     budget: int,
     npred_n: int = 50,
     cost_key: str | None = None,
+    stats: dict[str, float] | None = None,
+    options: dict[str, Any] | None = None,
 ) -> dict[str, np.ndarray]:
     """The metric after each of ``budget`` queries, per curve name (``curve_names``).
 
@@ -118,9 +149,11 @@ def run_once(
     architecture its expected (seed-mean) and held-out accuracy; with ``cost_key`` it is
     the hypervolume of the front of queried scores, and of the same architectures scored
     by their expected and held-out accuracy. The choice is always made on what was queried.
+    ``stats``, when given, receives the strategy's counters (e.g. the VAE's validity);
+    ``options`` go to ``make_strategy``.
     """
     evaluator = Evaluator(table, budget, seed)
-    sampler = make_strategy(strategy, table, seed, npred_n, cost_key)
+    sampler = make_strategy(strategy, table, seed, npred_n, cost_key, options)
     query = evaluator.query  # the only view of the benchmark a strategy gets
     metric = _best_accuracy(evaluator) if cost_key is None else _hypervolume(evaluator, cost_key)
     names = curve_names(table)
@@ -134,6 +167,8 @@ def run_once(
         q = evaluator.queries
         for name, value in zip(names, metric(archs, scores), strict=True):
             curves[name][q - 1] = value
+    if stats is not None:
+        stats.update(sampler.stats())
     # a strategy that stops early keeps its value for the remaining query counts
     for arr in curves.values():
         last = np.nan
@@ -204,10 +239,13 @@ def _init_worker(spec: str, space: str | None) -> None:
         _TABLE, _TABLE_SPEC = load_benchmark(spec, space), (spec, space)
 
 
-def _job(args: tuple[str, int, int, int, str | None]) -> tuple[str, dict[str, np.ndarray]]:
+def _job(
+    args: tuple[str, int, int, int, str | None],
+) -> tuple[str, dict[str, np.ndarray], dict[str, float]]:
     strategy, seed, budget, npred_n, cost_key = args
     assert _TABLE is not None
-    return strategy, run_once(_TABLE, strategy, seed, budget, npred_n, cost_key)
+    stats: dict[str, float] = {}
+    return strategy, run_once(_TABLE, strategy, seed, budget, npred_n, cost_key, stats), stats
 
 
 def compare(
@@ -253,6 +291,7 @@ def compare(
         (s, seed * 100_003 + r, budget, npred_n, cost_key) for s in slow_first for r in range(runs)
     ]
     curves: dict[str, list[dict[str, np.ndarray]]] = {s: [] for s in strategies}
+    stats: dict[str, list[dict[str, float]]] = {s: [] for s in strategies}
     workers = workers or os.cpu_count() or 1
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else None)
@@ -260,8 +299,9 @@ def compare(
     with ProcessPoolExecutor(
         workers, mp_context=context, initializer=_init_worker, initargs=(spec, space)
     ) as pool:
-        for strategy, run in pool.map(_job, jobs):
+        for strategy, run, run_stats in pool.map(_job, jobs):
             curves[strategy].append(run)
+            stats[strategy].append(run_stats)
             bar.update(1)
     bar.close()
     out: dict[str, Any] = {
@@ -284,6 +324,10 @@ def compare(
             values = np.stack([r[name] for r in rows])
             out["strategies"][s][f"{name}_mean"] = values.mean(0).tolist()
             out["strategies"][s][f"{name}_std"] = values.std(0).tolist()
+        if stats[s] and stats[s][0]:  # counters the strategy reports, mean over runs
+            out["strategies"][s]["stats"] = {
+                k: float(np.mean([r[k] for r in stats[s]])) for k in stats[s][0]
+            }
     out["wall_seconds"] = time.perf_counter() - started
     return out
 

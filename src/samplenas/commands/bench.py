@@ -23,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--strategies",
         default="random,re,npred",
         help="comma-separated: random, re, npred, npred-2stage, npred-rf, npred-mlp, "
-        "bananas (GCN refit every 10 queries, BANANAS-style)",
+        "bananas (GCN refit every 10 queries, BANANAS-style), vae (random warm-up, then "
+        "samples of a VAE retrained on the best seen), vae-re (RE seeded from the VAE)",
     )
     p.add_argument("--budget", type=positive_int, default=300, help="queries per run")
     p.add_argument("--runs", type=positive_int, default=100, help="independent runs per strategy")
@@ -98,4 +99,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
             for q in marks
         ]
         print(f"{name:<14}" + "".join(f"{cell:>{width}}" for cell in cells))
+    for name, c in result["strategies"].items():
+        if "vae_validity" in c.get("stats", {}):
+            st = c["stats"]
+            print(
+                f"{name}: VAE samples valid {100 * st['vae_validity']:.1f} % "
+                f"(mean over runs), random fallbacks {100 * st['vae_fallback_rate']:.1f} %"
+            )
     return 0
