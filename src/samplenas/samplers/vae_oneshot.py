@@ -1,0 +1,151 @@
+"""VAENAS one-shot (Algorithm 2): supernet training samples from a uniform/VAE mixture.
+
+Each training step draws its middle sub-networks from
+Γ(α) = (1 − ε)·U(α) + ε·p_θ(α|z); step i (1-based) uses ε_i = min((i − 1)·ε_inc, ε_max)
+(ε = 0 at the start, ε += ε_inc after every step, capped). After every ``n_vae``-th step
+the trainer scores ``n_s`` architectures drawn from Γ (``wants_scores``: BN-calibrated
+top-1 on the search-validation split) and tells them; ``tell`` is Algorithm 1 on the VAE
+(``VAESampler.tell``). ``samplenas search --seed-from vae`` later seeds the evolution with
+samples of the trained VAE (``vae_seeds``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from samplenas.errors import UserError
+from samplenas.samplers.base import Sampler
+from samplenas.samplers.vae import VAESampler
+from samplenas.space import Arch, SearchSpace
+
+# ε reaches 1 after 1,000 steps; the VAE retrains every 100 steps on 20 scored archs
+EPS_INC, EPS_MAX, N_VAE, N_S = 1e-3, 1.0, 100, 20
+SEED_ROUNDS = 20  # batches of VAE samples ``vae_seeds`` draws looking for distinct ones
+
+
+class VAEOneShotSampler(Sampler):
+    """Γ(α) for supernet training; learns from the scores the trainer measures."""
+
+    name = "vae"
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        seed: int | None = 0,
+        eps_inc: float = EPS_INC,
+        eps_max: float = EPS_MAX,
+        n_vae: int = N_VAE,
+        n_s: int = N_S,
+        score_calib_batches: int = 2,
+        score_val_images: int | None = 500,
+        **vae: Any,
+    ) -> None:
+        super().__init__(space, seed)
+        if eps_inc < 0 or not 0 <= eps_max <= 1:
+            raise ValueError("eps_inc must be >= 0 and eps_max in [0, 1]")
+        if n_vae < 1 or n_s < 1 or score_calib_batches < 1:
+            raise ValueError("n_vae, n_s and score_calib_batches must be at least 1")
+        self.eps_inc, self.eps_max, self.n_vae, self.n_s = eps_inc, eps_max, n_vae, n_s
+        self.score_budget = (score_calib_batches, score_val_images)
+        self.vae = VAESampler(space, seed=int(self.rng.integers(2**31)), **vae)
+        self.steps = 0  # training steps drawn so far (``ask`` calls)
+        self.from_vae = 0  # slots the VAE filled, of ``drawn``
+        self.drawn = 0
+        self.told: list[list[Any]] = []  # [step, [arch json, score] ...] per VAE training
+        self.last_from_vae: list[bool] = []
+        self.last_eps = 0.0
+
+    @property
+    def eps(self) -> float:
+        """ε of the next step: min(steps so far × ε_inc, ε_max)."""
+        return min(self.steps * self.eps_inc, self.eps_max)
+
+    def draw(self, n: int) -> list[Arch]:
+        """n archs from Γ at the current ε (the uniform ones fill what the VAE cannot)."""
+        use_vae = self.rng.random(n) < self.eps
+        vae = self.vae.ask(int(use_vae.sum())) if use_vae.any() else []
+        use_vae[np.flatnonzero(use_vae)[len(vae) :]] = False  # a VAE that lost the space
+        it = iter(vae)
+        out = [next(it) if v else self.space.sample(self.rng) for v in use_vae]
+        self.last_from_vae, self.last_eps = [bool(v) for v in use_vae], self.eps
+        self.from_vae += int(use_vae.sum())
+        self.drawn += n
+        return out
+
+    def ask(self, n: int = 1) -> list[Arch]:
+        """One training step's n sub-networks; ε then grows by ε_inc."""
+        out = self.draw(n)
+        self.steps += 1
+        return out
+
+    def wants_scores(self, step: int) -> list[Arch]:
+        """After every ``n_vae``-th training step: N_s archs from Γ to score and tell."""
+        return self.draw(self.n_s) if step % self.n_vae == 0 else []
+
+    def tell(self, archs: Sequence[Arch], scores: Sequence[float]) -> None:
+        """Algorithm 1 on the VAE (rank, keep the top K %, train warm-started)."""
+        self.vae.tell(archs, scores)
+        pairs = [[a.to_json(), float(s)] for a, s in zip(archs, scores, strict=True)]
+        self.told.append([self.steps, pairs])
+
+    # -- protocol ---------------------------------------------------------------------------
+    def last_decision(self) -> dict[str, Any]:
+        return {"eps": self.last_eps, "from_vae": self.last_from_vae}
+
+    def stats(self) -> dict[str, float]:
+        return {
+            "eps": self.eps,
+            "vae_fraction": self.from_vae / max(self.drawn, 1),
+            **self.vae.stats(),
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            **super().state_dict(),
+            "steps": self.steps,
+            "from_vae": self.from_vae,
+            "drawn": self.drawn,
+            "told": self.told,
+            "vae": self.vae.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.steps, self.drawn = int(state["steps"]), int(state["drawn"])
+        self.from_vae, self.told = int(state["from_vae"]), list(state["told"])
+        self.vae.load_state_dict(state["vae"])
+
+
+def trained_vae(
+    path: Path, space: SearchSpace, sampler: dict[str, Any], state: str | None
+) -> VAESampler:
+    """The VAE of the run at ``path`` (its recipe's ``sampler`` section and the
+    checkpoint's sampler ``state``); UserError when the run did not train with ``vae``."""
+    if sampler.get("name") != VAEOneShotSampler.name or state is None:
+        raise UserError(
+            f"run '{path}' trained with sampler '{sampler.get('name')}', not 'vae', so it "
+            "has no VAE to seed from; train with --sampler vae or drop --seed-from vae"
+        )
+    built = VAEOneShotSampler(space, seed=0, **dict(sampler.get("options") or {}))
+    built.load_state_dict(json.loads(state))
+    return built.vae
+
+
+def vae_seeds(
+    vae: VAESampler, n: int, seed: int, accept: Callable[[Arch], bool] | None = None
+) -> list[Arch]:
+    """Up to n distinct VAE samples passing ``accept``, drawn with the search's ``seed``
+    (the same on every rank, whatever the checkpoint's generator state was)."""
+    vae.generator.manual_seed(seed)
+    out: list[Arch] = []
+    for _ in range(SEED_ROUNDS):  # a VAE that learned a narrow region repeats itself
+        fresh = [a for a in vae.ask(n - len(out), accept=accept) if a not in out]
+        out += list(dict.fromkeys(fresh))[: n - len(out)]
+        if len(out) >= n:
+            break
+    return out
