@@ -121,17 +121,16 @@ class VAEOneShotSampler(Sampler):
         self.vae.load_state_dict(state["vae"])
 
 
-def trained_vae(
-    path: Path, space: SearchSpace, sampler: dict[str, Any], state: str | None
-) -> VAESampler:
-    """The VAE of the run at ``path`` (its recipe's ``sampler`` section and the
-    checkpoint's sampler ``state``); UserError when the run did not train with ``vae``."""
-    if sampler.get("name") != VAEOneShotSampler.name or state is None:
+def trained_vae(path: Path, space: SearchSpace, sampler: Any, state: str | None) -> VAESampler:
+    """The VAE of the run at ``path`` (its recipe's ``sampler`` section, with ``name`` and
+    ``options``, and the checkpoint's sampler ``state``); UserError when the run did not
+    train with ``vae``."""
+    if sampler.name != VAEOneShotSampler.name or state is None:
         raise UserError(
-            f"run '{path}' trained with sampler '{sampler.get('name')}', not 'vae', so it "
-            "has no VAE to seed from; train with --sampler vae or drop --seed-from vae"
+            f"run '{path}' trained with sampler '{sampler.name}', not 'vae', so it has no "
+            "VAE to seed from; train with --sampler vae or drop --seed-from vae"
         )
-    built = VAEOneShotSampler(space, seed=0, **dict(sampler.get("options") or {}))
+    built = VAEOneShotSampler(space, seed=0, **dict(sampler.options or {}))
     built.load_state_dict(json.loads(state))
     return built.vae
 
