@@ -28,7 +28,56 @@ EPS_INC, EPS_MAX, N_VAE, N_S = 1e-3, 1.0, 100, 20
 SEED_ROUNDS = 20  # batches of VAE samples ``vae_seeds`` draws looking for distinct ones
 
 
-class VAEOneShotSampler(Sampler):
+class VAEFeedback:
+    """Algorithms 2 and 3 alike: after every ``n_vae``-th training step the trainer scores
+    ``n_s`` architectures (``feedback_draw``: from Γ in one-shot, uniform in FP-NAS) and
+    ``tell`` trains the VAE on them (Algorithm 1). A mixin of a ``Sampler``."""
+
+    space: SearchSpace
+    rng: np.random.Generator
+
+    def setup_feedback(
+        self,
+        n_vae: int,
+        n_s: int,
+        score_calib_batches: int,
+        score_val_images: int | None,
+        vae: dict[str, Any],
+    ) -> None:
+        if n_vae < 1 or n_s < 1 or score_calib_batches < 1:
+            raise ValueError("n_vae, n_s and score_calib_batches must be at least 1")
+        self.n_vae, self.n_s = n_vae, n_s
+        self.score_budget = (score_calib_batches, score_val_images)
+        self.vae = VAESampler(self.space, seed=int(self.rng.integers(2**31)), **vae)
+        self.told: list[list[Any]] = []  # [step, [[arch json, score] ...]] per VAE training
+        self._wanted_at = 0
+
+    def feedback_draw(self, n: int) -> list[Arch]:
+        raise NotImplementedError
+
+    def wants_scores(self, step: int) -> list[Arch]:
+        """After every ``n_vae``-th training step: N_s archs to score and tell."""
+        if step % self.n_vae:
+            return []
+        self._wanted_at = step
+        return self.feedback_draw(self.n_s)
+
+    def tell(self, archs: Sequence[Arch], scores: Sequence[float]) -> None:
+        """Algorithm 1 on the VAE (rank, keep the top K %, train warm-started)."""
+        self.vae.tell(archs, scores)
+        pairs = [[a.to_json(), float(s)] for a, s in zip(archs, scores, strict=True)]
+        self.told.append([self._wanted_at, pairs])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "told": self.told, "vae": self.vae.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.told = list(state["told"])
+        self.vae.load_state_dict(state["vae"])
+
+
+class VAEOneShotSampler(VAEFeedback, Sampler):
     """Γ(α) for supernet training; learns from the scores the trainer measures."""
 
     name = "vae"
@@ -48,15 +97,11 @@ class VAEOneShotSampler(Sampler):
         super().__init__(space, seed)
         if eps_inc < 0 or not 0 <= eps_max <= 1:
             raise ValueError("eps_inc must be >= 0 and eps_max in [0, 1]")
-        if n_vae < 1 or n_s < 1 or score_calib_batches < 1:
-            raise ValueError("n_vae, n_s and score_calib_batches must be at least 1")
-        self.eps_inc, self.eps_max, self.n_vae, self.n_s = eps_inc, eps_max, n_vae, n_s
-        self.score_budget = (score_calib_batches, score_val_images)
-        self.vae = VAESampler(space, seed=int(self.rng.integers(2**31)), **vae)
+        self.eps_inc, self.eps_max = eps_inc, eps_max
+        self.setup_feedback(n_vae, n_s, score_calib_batches, score_val_images, vae)
         self.steps = 0  # training steps drawn so far (``ask`` calls)
-        self.from_vae = 0  # slots the VAE filled, of ``drawn``
+        self.from_vae = 0  # training slots the VAE filled, of ``drawn``
         self.drawn = 0
-        self.told: list[list[Any]] = []  # [step, [arch json, score] ...] per VAE training
         self.last_from_vae: list[bool] = []
         self.last_eps = 0.0
 
@@ -65,33 +110,22 @@ class VAEOneShotSampler(Sampler):
         """ε of the next step: min(steps so far × ε_inc, ε_max)."""
         return min(self.steps * self.eps_inc, self.eps_max)
 
-    def draw(self, n: int) -> list[Arch]:
+    def feedback_draw(self, n: int) -> list[Arch]:
         """n archs from Γ at the current ε (the uniform ones fill what the VAE cannot)."""
         use_vae = self.rng.random(n) < self.eps
         vae = self.vae.ask(int(use_vae.sum())) if use_vae.any() else []
         use_vae[np.flatnonzero(use_vae)[len(vae) :]] = False  # a VAE that lost the space
         it = iter(vae)
-        out = [next(it) if v else self.space.sample(self.rng) for v in use_vae]
         self.last_from_vae, self.last_eps = [bool(v) for v in use_vae], self.eps
-        self.from_vae += int(use_vae.sum())
-        self.drawn += n
-        return out
+        return [next(it) if v else self.space.sample(self.rng) for v in use_vae]
 
     def ask(self, n: int = 1) -> list[Arch]:
-        """One training step's n sub-networks; ε then grows by ε_inc."""
-        out = self.draw(n)
+        """One training step's n sub-networks from Γ; ε then grows by ε_inc."""
+        out = self.feedback_draw(n)
+        self.from_vae += sum(self.last_from_vae)
+        self.drawn += n
         self.steps += 1
         return out
-
-    def wants_scores(self, step: int) -> list[Arch]:
-        """After every ``n_vae``-th training step: N_s archs from Γ to score and tell."""
-        return self.draw(self.n_s) if step % self.n_vae == 0 else []
-
-    def tell(self, archs: Sequence[Arch], scores: Sequence[float]) -> None:
-        """Algorithm 1 on the VAE (rank, keep the top K %, train warm-started)."""
-        self.vae.tell(archs, scores)
-        pairs = [[a.to_json(), float(s)] for a, s in zip(archs, scores, strict=True)]
-        self.told.append([self.steps, pairs])
 
     # -- protocol ---------------------------------------------------------------------------
     def last_decision(self) -> dict[str, Any]:
@@ -110,15 +144,12 @@ class VAEOneShotSampler(Sampler):
             "steps": self.steps,
             "from_vae": self.from_vae,
             "drawn": self.drawn,
-            "told": self.told,
-            "vae": self.vae.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.steps, self.drawn = int(state["steps"]), int(state["drawn"])
-        self.from_vae, self.told = int(state["from_vae"]), list(state["told"])
-        self.vae.load_state_dict(state["vae"])
+        self.from_vae = int(state["from_vae"])
 
 
 def trained_vae(path: Path, space: SearchSpace, sampler: Any, state: str | None) -> VAESampler:

@@ -322,9 +322,7 @@ class Trainer(EpochLoop):
         self.scheduler.step()
         if self.ema is not None:
             self.ema.update_parameters(model)
-        wanted = self.sampler.wants_scores(self.step + 1)
-        if wanted:
-            self.sampler.tell(wanted, self.score_archs(wanted))
+        self.sampler_feedback()
         return {
             "loss_largest": float(stacked[0]),
             "loss_smallest": float(stacked[-1]),
@@ -354,6 +352,12 @@ class Trainer(EpochLoop):
             self.cfg.train.channels_last,
             self.dist.device,
         )
+
+    def sampler_feedback(self) -> None:
+        """After a step's update: score what the sampler wants scored and tell it."""
+        wanted = self.sampler.wants_scores(self.step + 1)
+        if wanted:
+            self.sampler.tell(wanted, self.score_archs(wanted))
 
     def score_archs(self, archs: list[Arch]) -> list[float]:
         """Search-validation top-1 of ``archs`` for the sampler (``wants_scores``), within
