@@ -7,6 +7,10 @@ the trainer scores ``n_s`` architectures drawn from Γ (``wants_scores``: BN-cal
 top-1 on the search-validation split) and tells them; ``tell`` is Algorithm 1 on the VAE
 (``VAESampler.tell``). ``samplenas search --seed-from vae`` later seeds the evolution with
 samples of the trained VAE (``vae_seeds``).
+
+Gradient-based (Algorithm 3, ``samplenas fpnas --sampling vae``): the VAE draws FP-NAS's
+K architectures of each step, Γ(α) = p_θ(α|z); the N_s scored every ``n_vae`` steps are
+uniform (``VAEProbabilisticSampler``).
 """
 
 from __future__ import annotations
@@ -20,11 +24,13 @@ import numpy as np
 
 from samplenas.errors import UserError
 from samplenas.samplers.base import Sampler
+from samplenas.samplers.probabilistic import ProbabilisticSampler
 from samplenas.samplers.vae import VAESampler
 from samplenas.space import Arch, SearchSpace
 
 # ε reaches 1 after 1,000 steps; the VAE retrains every 100 steps on 20 scored archs
 EPS_INC, EPS_MAX, N_VAE, N_S = 1e-3, 1.0, 100, 20
+ADAPTIVE = "as:0.25"  # FP-NAS's default K rule, also under ``sampling: vae``
 SEED_ROUNDS = 20  # batches of VAE samples ``vae_seeds`` draws looking for distinct ones
 
 
@@ -179,3 +185,57 @@ def vae_seeds(
         if len(out) >= n:
             break
     return out
+
+
+class VAEProbabilisticSampler(VAEFeedback, ProbabilisticSampler):
+    """VAENAS gradient-based (Algorithm 3) on FP-NAS: the step's K architectures come from
+    the VAE, p_θ(α|z), instead of P(A|alpha); alpha still learns from their importance
+    weights and gives the result (its most probable architecture). After every
+    ``n_vae``-th step N_s uniform architectures are scored and told to the VAE."""
+
+    name = "vae-fpnas"
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        seed: int | None = 0,
+        n_vae: int = N_VAE,
+        n_s: int = N_S,
+        score_calib_batches: int = 2,
+        score_val_images: int | None = 500,
+        vae: dict[str, Any] | None = None,
+        **fpnas: Any,
+    ) -> None:
+        super().__init__(space, seed, **fpnas)
+        self.setup_feedback(n_vae, n_s, score_calib_batches, score_val_images, dict(vae or {}))
+        self.fallbacks = 0  # archs P(A|alpha) drew because the VAE found no valid one
+
+    def ask(self, n: int | None = None) -> list[Arch]:
+        n = self.sample_size() if n is None else n
+        out = self.vae.ask(n)
+        self.fallbacks += n - len(out)
+        out += self.dist.sample(self.rng, n - len(out))
+        self._last = {"k": n, "entropy": round(self.entropy(), 6), "kind": self.kind, "vae": True}
+        return out
+
+    def feedback_draw(self, n: int) -> list[Arch]:
+        return self.space.sample_many(self.rng, n)  # U(α), Algorithm 3 line 6
+
+    def stats(self) -> dict[str, float]:
+        return {**super().stats(), **self.vae.stats(), "vae_fallbacks": float(self.fallbacks)}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "fallbacks": self.fallbacks}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.fallbacks = int(state["fallbacks"])
+
+
+def split_vae_sampling(text: str) -> tuple[bool, str]:
+    """FP-NAS's ``sampling``: ``vae`` (K by the adaptive rule as:0.25) or ``vae:K`` (a
+    fixed K) -> (True, that K rule); anything else -> (False, the text as given)."""
+    head, _, rest = str(text).partition(":")
+    if head != "vae":
+        return False, str(text)
+    return True, f"fs:{rest}" if rest else ADAPTIVE
