@@ -212,3 +212,71 @@ def test_seed_from_vae_on_a_run_without_a_vae_exits_2(tmp_path, capsys):
     assert main([*search, "--n-seeds", "3"]) == 2
     assert "add --seed-from vae" in capsys.readouterr().err
     assert not (run / "search" / "archive.jsonl").exists()
+
+
+# -- Algorithm 3: FP-NAS with the VAE's samples -------------------------------------------
+FPNAS_VAE = [
+    "--config",
+    "fpnas-tiny",
+    "--sampling",
+    "vae:3",
+    "--epochs",
+    "2",
+    "--no-progress",
+    "--set",
+    "fpnas.distribution=factorized",
+    "--set",
+    "fpnas.supernet_warmup_epochs=0",
+    "--set",
+    "fpnas.vae={n_vae: 4, n_s: 6, n_iters: 10, score_val_images: 60}",
+]
+
+
+def test_fpnas_sampling_vae_draws_the_k_archs_from_the_vae(tmp_path, monkeypatch):
+    from samplenas.samplers.vae import VAESampler
+
+    asked, scored = [], []
+    ask, score = VAESampler.ask, Trainer.score_archs
+    monkeypatch.setattr(
+        VAESampler, "ask", lambda self, n=1, **kw: asked.append(ask(self, n, **kw)) or asked[-1]
+    )
+    monkeypatch.setattr(Trainer, "score_archs", lambda self, a: scored.append(a) or score(self, a))
+    out = tmp_path / "fp"
+    assert main(["fpnas", *FPNAS_VAE, "--out", str(out)]) == 0
+    rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert [r["archs"] for r in rows] == [[a.to_json() for a in got] for got in asked]
+    assert all(r["k"] == 3 and r["vae"] for r in rows)
+    steps = len(rows)
+    assert len(scored) == steps // 4 and all(len(a) == 6 for a in scored)
+    state = json.loads(load_checkpoint(out / CHECKPOINT)["sampler"])
+    assert state["vae"]["counts"]["trainings"] == steps // 4
+    assert [t[0] for t in state["told"]] == list(range(4, steps + 1, 4))
+    result = json.loads((out / "result.json").read_text())
+    assert result["samples_total"] == 3 * steps  # alpha still gives the result
+
+
+def test_fpnas_vae_resumes_identically(tmp_path):
+    reference, crashed = tmp_path / "reference", tmp_path / "crashed"
+    assert main(["fpnas", *FPNAS_VAE, "--out", str(reference)]) == 0
+    proc = cli("fpnas", *FPNAS_VAE, "--out", str(crashed), env={"SAMPLENAS_FAULT_AT_STEP": "22"})
+    assert proc.returncode == 137, proc.stderr
+    assert main(["fpnas", "--out", str(crashed), "--resume", "--no-progress"]) == 0
+    a, b = load_checkpoint(reference / CHECKPOINT), load_checkpoint(crashed / CHECKPOINT)
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert a["sampler"] == b["sampler"]  # alpha, Adam, the VAE and its told pairs, RNGs
+    assert (reference / "samples.jsonl").read_text() == (crashed / "samples.jsonl").read_text()
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--sampling", "vae:x"], "vae:K"),
+        (["--sampling", "vae", "--set", "fpnas.vae={n_vea: 3}"], "n_vea"),
+        (["--sampling", "vae", "--set", "fpnas.vae={ranking_ratio: 2}"], "ranking_ratio"),
+    ],
+)
+def test_bad_fpnas_vae_input_exits_2(tmp_path, capsys, extra, message):
+    code = main(["fpnas", "--config", "fpnas-tiny", "--out", str(tmp_path / "r"), *extra])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err

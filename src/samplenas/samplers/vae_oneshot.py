@@ -238,4 +238,6 @@ def split_vae_sampling(text: str) -> tuple[bool, str]:
     head, _, rest = str(text).partition(":")
     if head != "vae":
         return False, str(text)
+    if rest and not (rest.isdigit() and int(rest) >= 1):
+        raise UserError(f"sampling '{text}' is not vae or vae:K (a positive integer, e.g. vae:4)")
     return True, f"fs:{rest}" if rest else ADAPTIVE
