@@ -193,7 +193,15 @@ def search_seeds(args: argparse.Namespace, run, cost, bounds) -> list:
     vae = trained_vae(Path(args.run), run.space, run.cfg.sampler, state)
     measure = cost or FlopsCost(run.space)
     accept = None if bounds is None else lambda a: bounds[0] <= measure(a) <= bounds[1]
-    return vae_seeds(vae, args.n_seeds or max(args.population // 2, 1), args.seed, accept)
+    n = args.n_seeds or max(args.population // 2, 1)
+    seeds = vae_seeds(vae, n, args.seed, accept)
+    if len(seeds) < n:  # a VAE trained on few architectures proposes few
+        print(
+            f"samplenas: the run's VAE gave {len(seeds)} distinct architectures of the {n} "
+            "asked (--n-seeds); the rest of the population is drawn as usual",
+            file=sys.stderr,
+        )
+    return seeds
 
 
 def search_cost(args: argparse.Namespace, space) -> tuple[Any, tuple[float, float] | None]:
