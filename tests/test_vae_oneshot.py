@@ -280,3 +280,61 @@ def test_bad_fpnas_vae_input_exits_2(tmp_path, capsys, extra, message):
     code = main(["fpnas", "--config", "fpnas-tiny", "--out", str(tmp_path / "r"), *extra])
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err
+
+
+# -- torchrun: every rank draws, scores and trains alike ----------------------------------
+DDP_VAE = {
+    "train": {"epochs": 1},
+    "sampler": {
+        "name": "vae",
+        "options": {"eps_inc": 0.1, "n_vae": 3, "n_s": 5, "n_iters": 10, "score_val_images": 60},
+    },
+}
+
+
+def _vae_ddp_worker(rank: int, port: int, out: str, queue) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE="2",
+        LOCAL_RANK=str(rank),
+    )
+    trainer = Trainer(load_config(TINY, DDP_VAE), out, progress=False)
+    chosen: list[str] = []
+    ask = trainer.sampler.ask
+
+    def recording_ask(n: int = 1) -> list:
+        archs = ask(n)
+        chosen.extend(a.to_json_str() for a in archs)
+        return archs
+
+    trainer.sampler.ask = recording_ask
+    trainer.run()
+    flat = torch.cat([p.detach().flatten() for p in trainer.model.parameters()]).numpy().copy()
+    queue.put((rank, flat, chosen, json.dumps(trainer.sampler.state_dict())))
+    torch.distributed.destroy_process_group()
+
+
+def test_two_gloo_ranks_draw_score_and_train_the_vae_alike(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = torch.multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [
+        ctx.Process(target=_vae_ddp_worker, args=(r, port, str(tmp_path / "ddp"), queue))
+        for r in range(2)
+    ]
+    for p in procs:
+        p.start()
+    results = {r: rest for r, *rest in (queue.get(timeout=300) for _ in procs)}
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    (w0, c0, s0), (w1, c1, s1) = results[0], results[1]
+    assert (w0 == w1).all() and c0 == c1 and s0 == s1
+    state = json.loads(s0)
+    assert len(state["told"]) == state["steps"] // 3 > 0 and state["from_vae"] > 0
