@@ -60,7 +60,7 @@ def concentrated(space, arch, **options) -> VAEOneShotSampler:
     return sampler
 
 
-def test_eps_grows_by_eps_inc_per_step_up_to_its_cap(space):
+def test_eps_grows_by_eps_inc_per_step_up_to_its_cap(space, one_thread):
     sampler = VAEOneShotSampler(space, seed=0, eps_inc=0.3, eps_max=0.75)
     seen = []
     for _ in range(6):
@@ -77,7 +77,7 @@ def test_eps_grows_by_eps_inc_per_step_up_to_its_cap(space):
     assert default.eps == 1.0
 
 
-def test_mixture_draws_from_the_vae_with_frequency_eps(space):
+def test_mixture_draws_from_the_vae_with_frequency_eps(space, one_thread):
     target = space.largest()
     sampler = concentrated(space, target, eps_inc=0.3, eps_max=0.3)
     first = sampler.ask(200)  # step 1: ε = 0, all uniform
