@@ -26,8 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument(
         "--sampling",
-        metavar="as:LAMBDA|fs:K",
-        help="adaptive K = max(1, round(LAMBDA * entropy)) or a fixed K (fpnas.sampling)",
+        metavar="as:LAMBDA|fs:K|vae[:K]",
+        help="adaptive K = max(1, round(LAMBDA * entropy)) or a fixed K (fpnas.sampling); "
+        "vae: the K come from a VAE (VAENAS Algorithm 3; options in fpnas.vae)",
     )
     p.add_argument(
         "--distribution",

@@ -61,6 +61,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--iterations", type=non_negative_int, default=6, help="iterations I (paper 20)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument(
+        "--seed-from",
+        choices=["vae"],
+        help="start the population with samples of the VAE the run trained (--sampler vae)",
+    )
+    p.add_argument(
+        "--n-seeds",
+        type=positive_int,
+        help="how many VAE samples join the initial population (default: half of it)",
+    )
     add_evaluation_options(p)
     p.set_defaults(func=cmd_search)
 
@@ -94,6 +104,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         seed=args.seed,
         cost_range=cost_range,
     )
+    seeds = search_seeds(args, run, cost, cost_range or rng)
     calib = run.calibration(args.calib_batches)
     val = run.eval_loader("val", args.val_images)
 
@@ -104,7 +115,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     measured = run.fingerprint(calib, "val", val)
     archive = open_cache(out / "archive.jsonl", measured, info)
     stats = run_evolution(
-        run.space, evaluate, cfg, archive, not args.no_progress, cost=cost, info=info
+        run.space, evaluate, cfg, archive, not args.no_progress, cost=cost, info=info, seeds=seeds
     )
     front = front_of(archive, cost_range or rng, cost) if archive is not None else []
     test = run.eval_loader("test")
@@ -165,6 +176,32 @@ def cmd_search(args: argparse.Namespace) -> int:
         f"plot {out / 'pareto.png'}"
     )
     return 0
+
+
+def search_seeds(args: argparse.Namespace, run, cost, bounds) -> list:
+    """``--seed-from vae``: ``--n-seeds`` distinct samples of the run's VAE within the
+    search's bounds, drawn with ``--seed`` (alike on every rank); [] without it."""
+    if args.seed_from is None:
+        if args.n_seeds is not None:
+            raise UserError("--n-seeds says how many VAE samples to seed with: add --seed-from vae")
+        return []
+    from samplenas.samplers.vae_oneshot import trained_vae, vae_seeds
+    from samplenas.space.cost import FlopsCost
+    from samplenas.train.checkpoint import CHECKPOINT, load_checkpoint
+
+    state = load_checkpoint(Path(args.run) / CHECKPOINT).get("sampler")
+    vae = trained_vae(Path(args.run), run.space, run.cfg.sampler, state)
+    measure = cost or FlopsCost(run.space)
+    accept = None if bounds is None else lambda a: bounds[0] <= measure(a) <= bounds[1]
+    n = args.n_seeds or max(args.population // 2, 1)
+    seeds = vae_seeds(vae, n, args.seed, accept)
+    if len(seeds) < n:  # a VAE trained on few architectures proposes few
+        print(
+            f"samplenas: the run's VAE gave {len(seeds)} distinct architectures of the {n} "
+            "asked (--n-seeds); the rest of the population is drawn as usual",
+            file=sys.stderr,
+        )
+    return seeds
 
 
 def search_cost(args: argparse.Namespace, space) -> tuple[Any, tuple[float, float] | None]:

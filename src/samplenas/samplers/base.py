@@ -44,6 +44,16 @@ class Sampler(ABC):
     def tell(self, archs: Sequence[Arch], scores: Sequence[float]) -> None:  # noqa: B027
         """Feedback: higher score is better. Samplers that do not learn ignore it."""
 
+    #: (BN-calibration batches, validation images or None for all) a trainer scores
+    #: ``wants_scores``' architectures with
+    score_budget: tuple[int, int | None] = (2, None)
+
+    def wants_scores(self, step: int) -> list[Arch]:
+        """Architectures to score on the current supernet after training step ``step``
+        (1-based); the trainer measures them and ``tell``s their scores. Samplers that
+        learn from the supernet as it trains (VAENAS, Algorithm 2) ask; others never do."""
+        return []
+
     def state_dict(self) -> dict[str, Any]:
         """JSON-able state for checkpoints; subclasses extend it."""
         return {"name": self.name, "rng": rng_state(self.rng)}

@@ -173,3 +173,19 @@ register_sampler(
     _probabilistic,
     ("distribution", "sampling", "lr", "beta", "temperature", "target_mflops"),
 )
+
+
+def _vae(space: SearchSpace, seed: int | None = 0, **options: Any) -> Sampler:
+    from samplenas.samplers.vae_oneshot import VAEOneShotSampler
+
+    return VAEOneShotSampler(space, seed=seed, **options)
+
+
+# Algorithm 2's own options, then the VAE's (``VAEConfig``), spelt out here so that
+# listing samplers does not import torch
+VAE_OPTIONS = (
+    *("eps_inc", "eps_max", "n_vae", "n_s", "score_calib_batches", "score_val_images"),
+    *("max_rounds", "latent", "hidden", "embed", "kl_weight", "lr", "batch_size"),
+    *("n_iters", "ranking_ratio", "temperature"),
+)
+register_sampler("vae", _vae, VAE_OPTIONS)

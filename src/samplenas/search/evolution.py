@@ -44,6 +44,7 @@ class EvolutionSampler(Sampler):
         max_tries: int = 1000,
         cost: CostModel | None = None,
         cost_range: tuple[float, float] | None = None,
+        seeds: Sequence[Arch] = (),
     ) -> None:
         super().__init__(space, seed)
         self.cost = cost or FlopsCost(space)
@@ -64,6 +65,8 @@ class EvolutionSampler(Sampler):
         self.seen: set[Arch] = set()
         self.fitness: dict[Arch, float] = {}
         self.costs: dict[Arch, float] = {}
+        self.seeds = list(seeds)
+        self.seeded = 0  # of ``seeds``, how many generation 0 holds
 
     @property
     def mflops(self) -> dict[Arch, float]:
@@ -83,16 +86,19 @@ class EvolutionSampler(Sampler):
         return None
 
     def _initial_population(self) -> list[Arch]:
-        """P archs: the space's smallest and largest (when within the bounds), then archs
-        from FLOPs buckets drawn evenly over the bounds, so that the first front covers the
+        """P archs: the space's smallest and largest (when within the bounds), the given
+        ``seeds`` (VAENAS: samples of the trained VAE) within the bounds, then archs from
+        FLOPs buckets drawn evenly over the bounds, so that the first front covers the
         whole range (FLOPs-conditioned sampling where the space has it). The sandwich rule
         trains both extremes at every step, so a front without them can sit below what
         the supernet holds at either end."""
         out: list[Arch] = []
-        for extreme in (self.space.smallest(), self.space.largest())[: self.population]:
-            if extreme not in self.seen and self._in_bounds(extreme):
-                self.seen.add(extreme)
-                out.append(extreme)
+        extremes = [self.space.smallest(), self.space.largest()]
+        for i, arch in enumerate([*extremes, *self.seeds]):
+            if len(out) < self.population and arch not in self.seen and self._in_bounds(arch):
+                self.seen.add(arch)
+                out.append(arch)
+                self.seeded += i >= len(extremes)
         conditional, buckets = None, np.zeros(0, dtype=np.int64)
         if isinstance(self.space, MBConvSpace):
             conditional = FlopsConditionedSampler(

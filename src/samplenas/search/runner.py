@@ -9,7 +9,7 @@ on the held-out test split at the end.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -47,13 +47,15 @@ def run_evolution(
     progress: bool = True,
     cost: CostModel | None = None,
     info: DistInfo | None = None,
+    seeds: Sequence[Arch] = (),
 ) -> dict[str, Any]:
     """Evolve, evaluating through ``archive`` (cached) with ``evaluate``; return timing stats.
 
     ``cost`` (default FLOPs) is what ``cfg``'s bounds and the evolution's buckets are of.
     Under torchrun every rank runs this with the same ``cfg``; each generation is measured
     across the ranks (``parallel.evaluate_many``) and only rank 0 holds ``archive``
-    (None elsewhere) and shows progress.
+    (None elsewhere) and shows progress. ``seeds`` join generation 0 (see
+    ``EvolutionSampler``); the stats say how many did (``seeded``).
     """
     info = info or DistInfo()
     sampler = EvolutionSampler(
@@ -67,6 +69,7 @@ def run_evolution(
         mflops_range=cfg.mflops_range,
         cost=cost,
         cost_range=cfg.cost_range,
+        seeds=seeds,
     )
     total = cfg.population + cfg.iterations * (cfg.mutations + cfg.crossovers)
     if cfg.budget:
@@ -115,6 +118,7 @@ def run_evolution(
     return {
         "evaluations": evaluated,
         "new_evaluations": throughput.measured,
+        **({"seeded": sampler.seeded} if seeds else {}),
         **throughput.report(),
     }
 

@@ -116,6 +116,9 @@ class FPNASConfig:
     latency_table: str | None = None  # a 'samplenas latency build' table: hinge on its ms
     target_latency_ms: float | None = None  # hinge target on the table's latency; needs it
     val_batch_size: int = 0  # validation images a rank scores per step; 0: train.batch_size
+    # sampling: vae (Algorithm 3 of VAENAS): n_vae, n_s, score_calib_batches,
+    # score_val_images and the VAE's own options (latent, n_iters, ranking_ratio, ...)
+    vae: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

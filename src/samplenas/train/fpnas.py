@@ -17,6 +17,7 @@ alike, updated from all-reduced likelihoods), so they draw the same architecture
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,8 @@ from samplenas.samplers.probabilistic import (
     parse_distribution,
     parse_sampling,
 )
+from samplenas.samplers.vae import VAEConfig
+from samplenas.samplers.vae_oneshot import VAEProbabilisticSampler, split_vae_sampling
 from samplenas.space import SUPERNET_SPACES, Arch, SupernetSpace, load_space
 from samplenas.space.cost import make_cost
 from samplenas.train import distributed as D
@@ -47,9 +50,13 @@ EPOCH_KEYS = ("epoch", "entropy", "k_mean", "samples", "val_top1", "mflops", "wa
 def check_fpnas_config(cfg: RunConfig) -> None:
     """The schedule strings and epochs must describe a search that learns alpha."""
     f, epochs = cfg.fpnas, cfg.train.epochs
-    for key, parse in (("sampling", parse_sampling), ("distribution", parse_distribution)):
+    k_rule = split_vae_sampling(f.sampling)[1]
+    for key, parse, text in (
+        ("sampling", parse_sampling, k_rule),
+        ("distribution", parse_distribution, f.distribution),
+    ):
         try:
-            parse(getattr(f, key))
+            parse(text)
         except UserError as exc:
             raise UserError(f"config key 'fpnas.{key}': {exc}") from exc
     theta = parse_distribution(f.distribution)[1]
@@ -88,6 +95,26 @@ def recipe_costs(space: SupernetSpace, cfg: RunConfig, extra: Costs | None = Non
         costs[model.name] = (model, float(target))
     costs.update(extra or {})
     return costs
+
+
+def vae_fpnas_sampler(
+    space: SupernetSpace, seed: int, options: dict[str, Any], common: dict[str, Any]
+) -> ProbabilisticSampler:
+    """``sampling: vae``'s sampler, its ``fpnas.vae`` options checked by name and value."""
+    feedback = {"n_vae", "n_s", "score_calib_batches", "score_val_images"}
+    known = feedback | {"max_rounds"} | {f.name for f in fields(VAEConfig)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise UserError(
+            f"unknown key(s) {', '.join(unknown)} in config key 'fpnas.vae'; known: "
+            + ", ".join(sorted(known))
+        )
+    vae = {k: v for k, v in options.items() if k not in feedback}
+    kept = {k: v for k, v in options.items() if k in feedback}
+    try:
+        return VAEProbabilisticSampler(space, seed=seed, vae=vae, **kept, **common)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"config key 'fpnas.vae' {options}: {exc}") from exc
 
 
 class FPNASTrainer(Trainer):
@@ -134,17 +161,20 @@ class FPNASTrainer(Trainer):
         self.warmup_epochs = f.supernet_warmup_epochs
 
     def build_sampler(self, space: SupernetSpace) -> ProbabilisticSampler:
+        """P(A|alpha); under ``sampling: vae`` drawn through the VAE (VAENAS Algorithm 3)."""
         f = self.cfg.fpnas
-        return ProbabilisticSampler(
-            space,
-            seed=self.cfg.seed,
-            distribution=f.distribution,
-            sampling=f.sampling,
-            lr=f.alpha_lr,
-            beta=f.beta,
-            temperature=f.temperature,
-            costs=self.costs,
-        )
+        vae, k_rule = split_vae_sampling(f.sampling)
+        common: dict[str, Any] = {
+            "distribution": f.distribution,
+            "sampling": k_rule,
+            "lr": f.alpha_lr,
+            "beta": f.beta,
+            "temperature": f.temperature,
+            "costs": self.costs,
+        }
+        if not vae:
+            return ProbabilisticSampler(space, seed=self.cfg.seed, **common)
+        return vae_fpnas_sampler(space, self.cfg.seed, dict(f.vae), common)
 
     # -- persistence ------------------------------------------------------------------
     def extra_state(self) -> dict[str, Any]:
@@ -212,6 +242,7 @@ class FPNASTrainer(Trainer):
             self.ema.update_parameters(model)
         if self.epoch >= self.warmup_epochs:  # alpha stays uniform through the warm-up
             sampler.update(archs, m_alpha)
+        self.sampler_feedback()  # sampling: vae trains its VAE every n_vae steps
         self.samples_total += len(archs)
         self._epoch_k.append(len(archs))
         return {

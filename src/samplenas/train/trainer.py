@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from samplenas.data import Splits, load_dataset
+from samplenas.data import Loader, Splits, load_dataset
 from samplenas.errors import UserError
 from samplenas.samplers import Sampler, make_sampler
 from samplenas.space import (
@@ -322,6 +322,7 @@ class Trainer(EpochLoop):
         self.scheduler.step()
         if self.ema is not None:
             self.ema.update_parameters(model)
+        self.sampler_feedback()
         return {
             "loss_largest": float(stacked[0]),
             "loss_smallest": float(stacked[-1]),
@@ -331,20 +332,51 @@ class Trainer(EpochLoop):
         }
 
     # -- validation -------------------------------------------------------------------
-    def evaluate(self, arch: Arch, split: str = "val") -> dict[str, float]:
+    def evaluate(
+        self,
+        arch: Arch,
+        split: str = "val",
+        calib: list[torch.Tensor] | None = None,
+        loader: Loader | None = None,
+    ) -> dict[str, float]:
         """BN-calibrated top-1 of one sub-network (an exported copy; shared state untouched).
 
         With ``train.ema_decay`` the averaged weights are scored, as eval and search will.
+        ``calib`` / ``loader`` default to the recipe's calibration set and all of ``split``.
         """
-        calib = calibration_set(self.data, self.cfg)
         return evaluate_subnet(
             self.model if self.ema is None else self.ema.module,
             arch,
-            calib,
-            eval_loader(self.data, self.cfg, split),
+            calib if calib is not None else calibration_set(self.data, self.cfg),
+            loader if loader is not None else eval_loader(self.data, self.cfg, split),
             self.cfg.train.channels_last,
             self.dist.device,
         )
+
+    def sampler_feedback(self) -> None:
+        """After a step's update: score what the sampler wants scored and tell it."""
+        wanted = self.sampler.wants_scores(self.step + 1)
+        if wanted:
+            self.sampler.tell(wanted, self.score_archs(wanted))
+
+    def score_archs(self, archs: list[Arch]) -> list[float]:
+        """Search-validation top-1 of ``archs`` for the sampler (``wants_scores``), within
+        its ``score_budget``; spread over the ranks, every rank gets every score."""
+        from samplenas.search.archive import Archive
+        from samplenas.search.parallel import evaluate_many
+        from samplenas.search.runner import expected_mflops
+
+        batches, images = self.sampler.score_budget
+        calib = calibration_set(self.data, self.cfg, batches)
+        loader = eval_loader(self.data, self.cfg, "val", images)
+        rows = evaluate_many(
+            archs,
+            lambda arch: self.evaluate(arch, calib=calib, loader=loader),
+            Archive() if self.dist.is_main else None,
+            self.dist,
+            expected_mflops(self.space),
+        )
+        return [row["top1"] for row in rows]
 
     def epoch_record(self) -> dict[str, Any]:
         """BN-calibrated validation of the smallest and the largest, when the recipe asks."""
