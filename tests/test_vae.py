@@ -149,7 +149,7 @@ def test_state_is_json_and_resumes_identically():
     a.tell(archs, scores)
     b = VAESampler(space, seed=99, n_iters=10)
     b.load_state_dict(json.loads(json.dumps(a.state_dict())))
-    assert a.ask(20) == b.ask(20)
+    assert a.ask(20) == b.ask(20) and a.stats() == b.stats()
     a.tell(archs, scores)
     b.tell(archs, scores)
     assert a.ask(20) == b.ask(20) and a.counts == b.counts

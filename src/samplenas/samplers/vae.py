@@ -294,7 +294,8 @@ class VAESampler(Sampler):
 
     ``cost_bounds`` (min, max MFLOPs) rejects samples outside them; ``stats`` reports the
     validity rate (decoded samples valid for the space and within the bounds, before any
-    re-draw) and the distinct fraction of valid samples.
+    re-draw), the repaired fraction and the last training loss; diversity (distinct per
+    1,000 samples) is ``validity_and_diversity``.
     """
 
     name = "vae"
@@ -402,6 +403,7 @@ class VAESampler(Sampler):
         return {
             **super().state_dict(),
             "counts": dict(self.counts),
+            "last_loss": dict(self.last_loss),
             "torch": to_plain(
                 {
                     "model": self.model.state_dict(),
@@ -414,6 +416,7 @@ class VAESampler(Sampler):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.counts = dict(state["counts"])
+        self.last_loss = dict(state["last_loss"])
         saved = from_plain(state["torch"])
         self.model.load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])
