@@ -391,13 +391,15 @@ class VAESampler(Sampler):
 
     # -- protocol ---------------------------------------------------------------------------
     def stats(self) -> dict[str, float]:
-        decoded = max(self.counts["decoded"], 1)
-        return {
-            "vae_validity": self.counts["valid"] / decoded,
-            "vae_repaired": self.counts["repaired"] / decoded,
+        """Counters; the rates only once something was decoded (none is not 0 % valid)."""
+        out = {
             "vae_trainings": float(self.counts["trainings"]),
             **{f"vae_{k}": v for k, v in self.last_loss.items()},
         }
+        if self.counts["decoded"]:
+            out["vae_validity"] = self.counts["valid"] / self.counts["decoded"]
+            out["vae_repaired"] = self.counts["repaired"] / self.counts["decoded"]
+        return out
 
     def state_dict(self) -> dict[str, Any]:
         return {
