@@ -149,10 +149,19 @@ def test_state_is_json_and_resumes_identically():
     a.tell(archs, scores)
     b = VAESampler(space, seed=99, n_iters=10)
     b.load_state_dict(json.loads(json.dumps(a.state_dict())))
-    assert a.ask(20) == b.ask(20)
+    assert a.ask(20) == b.ask(20) and a.stats() == b.stats()
     a.tell(archs, scores)
     b.tell(archs, scores)
     assert a.ask(20) == b.ask(20) and a.counts == b.counts
+
+
+def test_no_validity_is_reported_before_anything_was_decoded(c100):
+    from samplenas.search.vae_search import VAESearch
+
+    assert "vae_validity" not in VAESampler(load_space("tiny")).stats()
+    search = VAESearch(c100.space, seed=0, candidates=c100.archs, n_init=5)
+    search.ask(3)
+    assert "vae_validity" not in search.stats() and "vae_fallback_rate" not in search.stats()
 
 
 def test_bad_settings_are_refused():
@@ -198,13 +207,13 @@ def test_vae_re_starts_from_vae_samples(c100):
 
 def test_bench_cli_runs_the_vae_strategies_and_reports_validity(capsys, c100):
     argv = ["bench", "--benchmark", "nas-bench-201:cifar100", "--strategies", "random,vae,vae-re"]
-    argv += ["--budget", "30", "--runs", "2", "--workers", "1", "--no-progress"]
+    argv += ["--budget", "45", "--runs", "2", "--workers", "1", "--no-progress"]
     assert main([*argv, "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert set(data["strategies"]) == {"random", "vae", "vae-re"}
-    for name in ("vae", "vae-re"):
+    for name in ("vae", "vae-re"):  # 30 random queries, then VAE samples
         c = data["strategies"][name]
-        assert len(c["expected_mean"]) == 30 and c["stats"]["vae_validity"] == 1.0
+        assert len(c["expected_mean"]) == 45 and c["stats"]["vae_validity"] == 1.0
     assert "stats" not in data["strategies"]["random"]
     assert main(argv) == 0
     assert "vae: VAE samples valid 100.0 %" in capsys.readouterr().out

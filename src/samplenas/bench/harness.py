@@ -324,9 +324,10 @@ def compare(
             values = np.stack([r[name] for r in rows])
             out["strategies"][s][f"{name}_mean"] = values.mean(0).tolist()
             out["strategies"][s][f"{name}_std"] = values.std(0).tolist()
-        if stats[s] and stats[s][0]:  # counters the strategy reports, mean over runs
+        keys = sorted({k for r in stats[s] for k in r})
+        if keys:  # counters the strategy reports, mean over the runs reporting each
             out["strategies"][s]["stats"] = {
-                k: float(np.mean([r[k] for r in stats[s]])) for k in stats[s][0]
+                k: float(np.mean([r[k] for r in stats[s] if k in r])) for k in keys
             }
     out["wall_seconds"] = time.perf_counter() - started
     return out

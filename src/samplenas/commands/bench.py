@@ -104,6 +104,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
             st = c["stats"]
             print(
                 f"{name}: VAE samples valid {100 * st['vae_validity']:.1f} % "
-                f"(mean over runs), random fallbacks {100 * st['vae_fallback_rate']:.1f} %"
+                f"(mean over runs), random fallbacks {100 * st.get('vae_fallback_rate', 0):.1f} %"
             )
     return 0

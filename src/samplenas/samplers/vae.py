@@ -294,7 +294,8 @@ class VAESampler(Sampler):
 
     ``cost_bounds`` (min, max MFLOPs) rejects samples outside them; ``stats`` reports the
     validity rate (decoded samples valid for the space and within the bounds, before any
-    re-draw) and the distinct fraction of valid samples.
+    re-draw), the repaired fraction and the last training loss; diversity (distinct per
+    1,000 samples) is ``validity_and_diversity``.
     """
 
     name = "vae"
@@ -390,18 +391,21 @@ class VAESampler(Sampler):
 
     # -- protocol ---------------------------------------------------------------------------
     def stats(self) -> dict[str, float]:
-        decoded = max(self.counts["decoded"], 1)
-        return {
-            "vae_validity": self.counts["valid"] / decoded,
-            "vae_repaired": self.counts["repaired"] / decoded,
+        """Counters; the rates only once something was decoded (none is not 0 % valid)."""
+        out = {
             "vae_trainings": float(self.counts["trainings"]),
             **{f"vae_{k}": v for k, v in self.last_loss.items()},
         }
+        if self.counts["decoded"]:
+            out["vae_validity"] = self.counts["valid"] / self.counts["decoded"]
+            out["vae_repaired"] = self.counts["repaired"] / self.counts["decoded"]
+        return out
 
     def state_dict(self) -> dict[str, Any]:
         return {
             **super().state_dict(),
             "counts": dict(self.counts),
+            "last_loss": dict(self.last_loss),
             "torch": to_plain(
                 {
                     "model": self.model.state_dict(),
@@ -414,6 +418,7 @@ class VAESampler(Sampler):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.counts = dict(state["counts"])
+        self.last_loss = dict(state["last_loss"])
         saved = from_plain(state["torch"])
         self.model.load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])

@@ -77,7 +77,9 @@ class VAESearch(Sampler):
         self.scores += [float(s) for s in scores]
 
     def stats(self) -> dict[str, float]:
-        asked = max(self.from_vae + self.fallbacks, 1)
+        asked = self.from_vae + self.fallbacks
+        if not asked:  # the budget ended within the random warm-up
+            return self.vae.stats()
         return {**self.vae.stats(), "vae_fallback_rate": self.fallbacks / asked}
 
 
