@@ -31,7 +31,7 @@ from typing import Any
 
 from md_tables import replace_table
 
-from samplenas.io import atomic_write_json
+from samplenas.io import atomic_write, atomic_write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results" / "latency"
@@ -39,6 +39,7 @@ SPACES = {"fashion": "attentive-fashion", "attentive": "attentive"}
 # attentive: the smallest resolution (the issue's minimum) unless --all-resolutions
 BUILD_GOAL_S = 600.0
 LOAD_QUIET = 1.5
+LOAD_LIMIT = LOAD_QUIET + 1.0  # during a part: its own process adds about 1 to the load
 
 
 @contextmanager
@@ -90,14 +91,29 @@ def wait_for_quiet(max_wait_s: float, every_s: float = 30.0) -> None:
         waited += every_s
 
 
-def part(name: str, run: Callable[[], dict[str, Any]], max_wait_s: float = 0.0) -> dict[str, Any]:
+def part(
+    name: str,
+    run: Callable[[], dict[str, Any]],
+    max_wait_s: float = 0.0,
+    undo: Callable[[], None] | None = None,
+) -> dict[str, Any]:
     """The part's JSON, computed (and written) only when its file does not exist yet,
-    on a quiet machine (waiting up to ``max_wait_s`` for one)."""
+    on a quiet machine (waiting up to ``max_wait_s`` for one). A part during which other
+    jobs loaded the machine is kept as ``loaded-NAME.json`` only, ``undo`` reverts what it
+    changed (a table's correction, a table), and the study stops: run it again later."""
     path = OUT / f"{name}.json"
     if path.is_file():
         return json.loads(path.read_text())
     wait_for_quiet(max_wait_s)
     result = run()
+    if result["load_max"] > LOAD_LIMIT:
+        atomic_write_json(OUT / f"loaded-{name}.json", result)
+        if undo is not None:
+            undo()
+        raise SystemExit(
+            f"{name}: the load reached {result['load_max']:.1f} (> {LOAD_LIMIT}) while timing; "
+            f"kept as loaded-{name}.json only: run this part again when the machine is quiet"
+        )
     atomic_write_json(path, result)
     print(name, json.dumps({k: v for k, v in result.items() if k != "networks"})[:600])
     return result
@@ -187,8 +203,6 @@ def plot_search(result: dict[str, Any], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from samplenas.io import atomic_write
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
     for name, label, style in (
@@ -333,10 +347,25 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     for key in SPACES:
         if f"build-{key}" in args.parts:
-            part(f"build-{key}", lambda key=key: build(key, []), args.max_wait)
+            part(
+                f"build-{key}",
+                lambda key=key: build(key, []),
+                args.max_wait,
+                undo=lambda key=key: table_path(key).rename(
+                    OUT / f"loaded-{SPACES[key]}.table.json"
+                ),
+            )
     for key in SPACES:
         if f"check-{key}" in args.parts:
-            part(f"check-{key}", lambda key=key: check(key, args.n, args.fit_n), args.max_wait)
+            table = table_path(key).read_bytes() if table_path(key).is_file() else b""
+            part(
+                f"check-{key}",
+                lambda key=key: check(key, args.n, args.fit_n),
+                args.max_wait,
+                undo=lambda key=key, table=table: atomic_write(
+                    table_path(key), lambda f: f.write(table)
+                ),
+            )
     if "search" in args.parts:
         if not (args.run / "run.json").is_file():
             raise SystemExit(
