@@ -41,7 +41,7 @@ from samplenas.space.cost import make_cost
 from samplenas.train import distributed as D
 from samplenas.train.config import RunConfig
 from samplenas.train.loop import minutes, say
-from samplenas.train.trainer import Trainer, TrainingDiverged, clip_gradients
+from samplenas.train.trainer import Trainer, TrainingDiverged
 
 RESULT = "result.json"
 EPOCH_KEYS = ("epoch", "entropy", "k_mean", "samples", "val_top1", "mflops", "wall_s")
@@ -233,13 +233,7 @@ class FPNASTrainer(Trainer):
         weighted = torch.stack(losses).sum()
         if not D.all_finite(weighted.reshape(1), self.dist):
             raise TrainingDiverged(f"the weighted loss is not finite at step {self.step}")
-        params = [p for p in model.parameters() if p.grad is not None]
-        D.all_reduce_gradients(params, self.dist)
-        grad_norm = clip_gradients(params, t.grad_clip, t.grad_clip_mode)
-        self.optimizer.step()
-        self.scheduler.step()
-        if self.ema is not None:
-            self.ema.update_parameters(model)
+        grad_norm = self.apply_gradients()
         if self.epoch >= self.warmup_epochs:  # alpha stays uniform through the warm-up
             sampler.update(archs, m_alpha)
         self.sampler_feedback()  # sampling: vae trains its VAE every n_vae steps

@@ -287,6 +287,19 @@ class Trainer(EpochLoop):
             return 1.0
         return min(1.0, self.step / self.distill_warmup_steps)
 
+    def apply_gradients(self) -> float:
+        """The step's accumulated gradients averaged across ranks, clipped and applied
+        (then the LR schedule and the weight average advance); their norm."""
+        t = self.cfg.train
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        D.all_reduce_gradients(params, self.dist)
+        grad_norm = clip_gradients(params, t.grad_clip, t.grad_clip_mode)
+        self.optimizer.step()
+        self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        return grad_norm
+
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         t = self.cfg.train
         model = self.model
@@ -315,13 +328,7 @@ class Trainer(EpochLoop):
             here = not torch.isfinite(stacked).all()
             what = f"loss is {stacked.tolist()}" if here else "a loss on another rank is not finite"
             raise TrainingDiverged(f"{what} at step {self.step}")
-        params = [p for p in model.parameters() if p.grad is not None]
-        D.all_reduce_gradients(params, self.dist)
-        grad_norm = clip_gradients(params, t.grad_clip, t.grad_clip_mode)
-        self.optimizer.step()
-        self.scheduler.step()
-        if self.ema is not None:
-            self.ema.update_parameters(model)
+        grad_norm = self.apply_gradients()
         self.sampler_feedback()
         return {
             "loss_largest": float(stacked[0]),
