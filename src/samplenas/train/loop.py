@@ -36,6 +36,7 @@ from samplenas.train.checkpoint import (
     save_checkpoint,
 )
 from samplenas.train.config import OptimConfig, RunConfig, record_resume, resume_changes
+from samplenas.train.ema import make_ema
 from samplenas.train.optim import sgd
 from samplenas.train.rundata import DataGuard, resolve_run_inputs, write_data_record
 
@@ -158,6 +159,21 @@ class EpochLoop:
                 print(f"samplenas: {note}", file=sys.stderr)
         if self.dist.is_main:
             self.open_tensorboard()
+
+    def place_model(self, model: torch.nn.Module) -> None:
+        """``model`` on this rank's device (channels-last when the recipe says), the same
+        initial weights on every rank, its SGD + schedule and weight average; then
+        ``start_loop``. Needs ``loader`` (the schedule counts its batches)."""
+        t = self.cfg.train
+        self.model = model.to(self.dist.device)
+        if t.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        D.broadcast_module(self.model, self.dist)
+        self.optimizer, self.scheduler = sgd_schedule(
+            self.model, t, self.dist.world_size, self.loader.batches_per_epoch()
+        )
+        self.ema = make_ema(self.model, t.ema_decay) if t.ema_decay > 0 else None
+        self.start_loop()
 
     def start_loop(self) -> None:
         """Counters of a run that has not stepped yet (``resume`` restores them)."""

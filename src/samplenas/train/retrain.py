@@ -29,9 +29,8 @@ from samplenas.space import Arch, SearchSpace, load_space
 from samplenas.train import distributed as D
 from samplenas.train.checkpoint import save_checkpoint
 from samplenas.train.config import RunConfig
-from samplenas.train.ema import make_ema
 from samplenas.train.evaluate import accuracy, calibration_set, eval_loader
-from samplenas.train.loop import EpochLoop, sgd_schedule
+from samplenas.train.loop import EpochLoop
 from samplenas.train.rundata import data_guard
 from samplenas.train.runs import RETRAINED
 from samplenas.train.trainer import (
@@ -107,15 +106,7 @@ class Retrainer(EpochLoop):
         self.data = load_run_data(cfg, self.out if self.dist.is_main else None, guard)
         check_space_fits_data(self.space, self.data, as_given, source_run)
         self.loader = self.train_loader(self.data)
-        self.model = model.to(self.dist.device)
-        if t.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        D.broadcast_module(self.model, self.dist)
-        self.optimizer, self.scheduler = sgd_schedule(
-            self.model, t, self.dist.world_size, self.loader.batches_per_epoch()
-        )
-        self.ema = make_ema(self.model, t.ema_decay) if t.ema_decay > 0 else None
-        self.start_loop()
+        self.place_model(model)
         # the best validated weights so far: which (trained / ema), when, how good
         self.best: dict[str, Any] = {"val_top1": None, "epoch": None, "weights": None}
         self.best_state: dict[str, torch.Tensor] | None = None

@@ -34,7 +34,6 @@ from samplenas.space.registry import SPACES_DIR
 from samplenas.train import distributed as D
 from samplenas.train import runlog
 from samplenas.train.config import RunConfig
-from samplenas.train.ema import make_ema
 from samplenas.train.evaluate import calibration_set, eval_loader, evaluate_subnet
 from samplenas.train.loop import (  # the noqa names moved there; importable from here too
     FAULT_ENV,  # noqa: F401
@@ -42,7 +41,6 @@ from samplenas.train.loop import (  # the noqa names moved there; importable fro
     lr_factor,  # noqa: F401
     minutes,  # noqa: F401
     say,  # noqa: F401
-    sgd_schedule,
 )
 from samplenas.train.rundata import (
     DataGuard,
@@ -199,15 +197,7 @@ class Trainer(EpochLoop):
         check_space_fits_data(space, self.data, as_given, self.out if resume else None)
         t = cfg.train
         self.loader = self.train_loader(self.data)
-        self.model = build_supernet(space).to(self.dist.device)
-        if t.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        D.broadcast_module(self.model, self.dist)
-        self.optimizer, self.scheduler = sgd_schedule(
-            self.model, t, self.dist.world_size, self.loader.batches_per_epoch()
-        )
-        self.ema = make_ema(self.model, t.ema_decay) if t.ema_decay > 0 else None
-        self.start_loop()
+        self.place_model(build_supernet(space))
         self.distill_warmup_steps = int(round(t.distill_warmup_epochs * self.steps_per_epoch))
         self.sampler: Sampler = self.build_sampler(space)
         self.largest, self.smallest = space.largest(), space.smallest()
