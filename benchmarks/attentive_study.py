@@ -22,12 +22,19 @@ The attentive samplers draw each slot's candidates from the FLOPs prior (the sam
 called ``flops-prior``; it was named ``flops-uniform`` when the study ran).
 ``--report`` re-aggregates the committed units (no training) and rewrites the table in
 BENCHMARKS.md.
+
+``vae`` (VAENAS Algorithm 2, ``--sampler vae`` with its default options) joined later
+(issue "VAENAS", item 5): ``--strategies vae`` trains its units with the same pinned
+recipe, and the study's search runs on them as on every sampler; seed 0's run also gets
+the search seeded with VAE samples (``search --seed-from vae``, on a copy of the run).
+Its units were trained with one torch thread (``STUDY_THREADS=1``) beside other jobs.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -45,19 +52,32 @@ RUNS = ROOT / "runs" / "study"
 RESULTS = ROOT / "benchmarks" / "results"
 UNITS = RESULTS / "attentive_study"
 EVAL = ["--val-images", "1000", "--calib-batches", "4"]
-STRATEGIES = ["uniform", "bestup-3-loss", "worstup-3-loss", "bestup-50-acc", "worstup-50-acc"]
+STRATEGIES = [
+    "uniform",
+    "bestup-3-loss",
+    "worstup-3-loss",
+    "bestup-50-acc",
+    "worstup-50-acc",
+    "vae",
+]
 DISPLAY = {
     "uniform": "uniform",
     "bestup-3-loss": "BestUp-3 (loss)",
     "worstup-3-loss": "WorstUp-3 (loss)",
     "bestup-50-acc": "BestUp-50 (acc)",
     "worstup-50-acc": "WorstUp-50 (acc)",
+    "vae": "VAE (VAENAS Algorithm 2)",
 }
 # the recipe the committed units were trained with; the fashion recipe has moved on since
 STUDY_NUM_RANDOM = 2  # the paper's sandwich: largest + 2 sampled + smallest
 STUDY_WARMUP_SHARE = 0.5 / 9  # warm-up epochs per epoch of the schedule
 STUDY_LOSS_ESTIMATOR = "ce"  # -loss samplers scored candidates by CE on labels (now: train)
 STUDY_CALIBRATION_SPLIT = "val"  # BN calibrated on validation images (now: train)
+
+
+THREADS = int(os.environ.get("STUDY_THREADS", "0"))  # 0: the recipe's (all cores)
+# seeds whose VAE run gets a second search, started from VAE samples (time-bounded: 0 only)
+SEEDED_SEARCH_SEEDS = {0}
 
 
 def cli(*argv: str) -> None:
@@ -77,6 +97,7 @@ def steps_recipe(steps: int) -> list[str]:
     epochs = max(1, round(steps / per_epoch))
     warmup = STUDY_WARMUP_SHARE * epochs
     out = ["--epochs", str(epochs), "--set", "eval_every_epochs=0"]
+    out += ["--set", f"train.threads={THREADS}"] if THREADS else []
     out += ["--set", f"train.num_random={STUDY_NUM_RANDOM}"]
     out += ["--set", f"train.warmup_epochs={warmup:.4f}"]
     out += ["--set", f"calibration.split={STUDY_CALIBRATION_SPLIT}"]
@@ -152,10 +173,11 @@ def sample_subnets(run: Path, n: int) -> list[dict]:
     return rows
 
 
-def search(run: Path) -> list[dict]:
+def search(run: Path, *extra: str) -> list[dict]:
     if not (run / "search" / "pareto.json").is_file():
         cli(
             "search",
+            *extra,
             "--run",
             str(run),
             "--population",
@@ -188,9 +210,22 @@ def run_unit(strategy: str, seed: int, steps: int, subnets: int) -> dict:
         "front": search(run),
         "choices": choice_summary(run),
     }
+    if strategy == "vae" and seed in SEEDED_SEARCH_SEEDS:  # Algorithm 2's own search
+        unit["front_seeded"] = search(copy_without_search(run), "--seed-from", "vae")
     unit["unit_seconds"] = time.perf_counter() - started
     atomic_write_json(path, unit)
     return unit
+
+
+def copy_without_search(run: Path) -> Path:
+    """A copy of a trained run for a second, differently seeded search of its own."""
+    copy = run.with_name(run.name + "-seeded")
+    if not copy.is_dir():  # copied whole or not at all: a killed copy is not reused
+        partial = run.with_name(run.name + "-seeded.partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.copytree(run, partial, ignore=shutil.ignore_patterns("search", "run.lock"))
+        os.replace(partial, copy)
+    return copy
 
 
 def choice_summary(run: Path) -> dict | None:
@@ -275,6 +310,10 @@ def summarise(results: dict) -> dict:
                 "front_test": [front_best(unit["front"], hi, "test_top1") for hi in edges[1:]],
                 "front_val": [front_best(unit["front"], hi, "val_top1") for hi in edges[1:]],
             }
+            if "front_seeded" in unit:  # VAENAS: the search that starts from VAE samples
+                per_seed[seed]["front_seeded_test"] = [
+                    front_best(unit["front_seeded"], hi, "test_top1") for hi in edges[1:]
+                ]
         if not per_seed:
             continue
         entry: dict = {"per_seed": per_seed}
@@ -299,6 +338,12 @@ def summarise(results: dict) -> dict:
                     **front_gains(paired, "front_test"),
                     **front_gains(paired, "front_val"),
                 }
+                if all("front_seeded_test" in m for m, _ in paired):
+                    seeded = [({"front_test": m["front_seeded_test"]}, b) for m, b in paired]
+                    gain = front_gains(seeded, "front_test")
+                    entry["gain_over_uniform"].update(
+                        {k.replace("front_test", "front_seeded_test"): v for k, v in gain.items()}
+                    )
         out[strategy] = entry
     return out
 
@@ -339,6 +384,7 @@ def main() -> None:
         table = markdown_table(results["summary"])
         replace_table("attentive_study", table)
         print(table)
+        replace_table("vae_oneshot", vae_table(results["summary"]))
 
 
 def markdown_table(summary: dict) -> str:
@@ -381,6 +427,50 @@ def markdown_table(summary: dict) -> str:
             )
             cells.append(bucket_gains(gain, "front_test"))
             cells.append(bucket_gains(gain, "front_val"))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def vae_table(summary: dict) -> str:
+    """VAENAS Algorithm 2 against uniform and the study's best attentive sampler.
+
+    Per FLOPs bucket, the held-out test top-1 of the front member picked on validation
+    (mean ± seed std), and its gain over uniform paired by seed; the VAE row twice: after
+    the same search as every sampler, and after the search seeded with VAE samples.
+    """
+    if "vae" not in summary:
+        return ""
+    edges = summary["bucket_edges_mflops"]
+    head = " / ".join(f"{e:.1f}" for e in edges[1:])
+    lines = [
+        f"| sampler (search) | seeds | best test top-1 at ≤ {head} MFLOPs, picked on "
+        "validation (mean ± seed std) | gain over uniform, paired by seed | p (paired t) |",
+        "|---|---|---|---|---|",
+    ]
+    rows = [
+        ("uniform", "front_test", "uniform (same search)"),
+        ("worstup-3-loss", "front_test", "WorstUp-3 (loss) (same search)"),
+        ("vae", "front_test", "VAE (same search)"),
+        ("vae", "front_seeded_test", "VAE (search seeded with 16 VAE samples)"),
+    ]
+    for strategy, key, label in rows:
+        entry = summary.get(strategy)
+        if entry is None or not all(key in p for p in entry["per_seed"].values()):
+            continue
+        fronts = np.array([p[key] for p in entry["per_seed"].values()])
+        cells = [label, str(len(fronts))]
+        if len(fronts) > 1:
+            pairs = zip(fronts.mean(0), fronts.std(0, ddof=1), strict=True)
+            cells.append(" / ".join(f"{m:.2f}±{s_:.2f}" for m, s_ in pairs))
+        else:
+            cells.append(" / ".join(f"{m:.2f}" for m in fronts[0]))
+        gain = entry.get("gain_over_uniform")
+        if gain is None or f"{key}_per_bucket_mean" not in gain:
+            cells += ["—", "—"]
+        else:
+            cells.append(bucket_gains(gain, key))
+            p_values = gain.get(f"{key}_per_bucket_p_value") or []
+            cells.append(" / ".join(f"{p_:.2f}" for p_ in p_values) or "—")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -453,7 +543,8 @@ def plot(results: dict) -> None:
             )
         if gains:
             g = np.array(gains)
-            mids = (edges[:-1] + edges[1:]) / 2 + 0.3 * (i - 1.5)  # side by side, not stacked
+            offset = 0.3 * (i - (len(strategies) - 2) / 2)  # side by side, centred
+            mids = (edges[:-1] + edges[1:]) / 2 + offset
             spread = g.std(0, ddof=1) if len(g) > 1 else None  # as in the summary table
             ax.errorbar(mids, g.mean(0), yerr=spread, capsize=3, marker="o", label=s)
     ax.axhline(0, color="k", lw=0.8)

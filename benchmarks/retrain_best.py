@@ -30,6 +30,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from md_tables import replace_table
+
 from samplenas.io import atomic_write_json
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,7 +96,7 @@ def smoke(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def full(args: argparse.Namespace) -> dict[str, Any]:
-    plan = smoke(args)
+    plan = None if args.epochs else smoke(args)  # --epochs: planned by hand, no smoke epoch
     epochs = args.epochs or plan["epochs_in_budget"]
     result = retrain(RUNS / args.name, args, epochs)
     report = {
@@ -103,7 +105,10 @@ def full(args: argparse.Namespace) -> dict[str, Any]:
         "run": args.run,
         "config": args.config,
         "budget_s": args.hours * 3600,
-        "planned_from_smoke": {k: plan[k] for k in ("images_per_second", "epoch_wall_s")},
+        "planned_from_smoke": plan and {k: plan[k] for k in ("images_per_second", "epoch_wall_s")},
+        "epochs_given": args.epochs,
+        "images_per_second": round(throughput(RUNS / args.name), 1),
+        "load_average_1min_at_end": round(os.getloadavg()[0], 2),
         "result": result,
         "within_budget": result["wall_s"] <= args.hours * 3600,
         "goal_test_top1": GOAL,
@@ -122,7 +127,9 @@ def report_table() -> str:
     for path in sorted(RESULTS.glob("*.json")):
         r = json.loads(path.read_text())
         res = r["result"]
-        ips = r.get("images_per_second") or r.get("planned_from_smoke", {}).get("images_per_second")
+        ips = r.get("images_per_second") or (r.get("planned_from_smoke") or {}).get(
+            "images_per_second", float("nan")
+        )
         rows.append(
             f"| {r['name']}{' (smoke)' if path.stem.endswith('-smoke') else ''} | "
             f"{res['mflops']:.1f} | {res['epochs']} | {res['wall_s'] / 3600:.2f} h | "
@@ -152,7 +159,9 @@ def main() -> None:
     ap.add_argument("--report", action="store_true", help="print the table of results")
     args = ap.parse_args()
     if args.report:
-        print(report_table())
+        table = report_table()
+        replace_table("retrain_best", table)
+        print(table)
         return
     if not args.name:
         ap.error("NAME is required (or --report)")

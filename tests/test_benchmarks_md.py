@@ -25,7 +25,7 @@ def built(name: str) -> str:
 
         summary = json.loads((nb201_study.OUT.parent / "nb201_summary.json").read_text())
         return nb201_study.report(summary)[name]
-    if name.startswith("vae"):
+    if name.startswith("vae") and name != "vae_oneshot":
         import vae_study
 
         summary = json.loads((vae_study.OUT.parent / "vae_summary.json").read_text())
@@ -48,9 +48,20 @@ def built(name: str) -> str:
         import latency_study
 
         return latency_study.report(latency_study.load_parts())[name]
+    if name == "retrain_best":
+        import retrain_best
+
+        return retrain_best.report_table()
+    if name.startswith("fpnas"):
+        import fpnas_study
+
+        summary = json.loads((fpnas_study.RESULTS / "fpnas_study.json").read_text())
+        return fpnas_study.tables(summary)[name]
     import attentive_study
 
     summary = json.loads((attentive_study.RESULTS / "attentive_study.json").read_text())
+    if name == "vae_oneshot":
+        return attentive_study.vae_table(summary["summary"])
     return attentive_study.markdown_table(summary["summary"])
 
 
@@ -65,7 +76,10 @@ def built(name: str) -> str:
         "tabular_curves",
         *(f"nb201{part}" for part in ("", "_curves", "_noise", "_nvsk", "_graph", "_speed")),
         *(f"latency_{part}" for part in ("build", "check", "search")),
-        *(f"vae_{part}" for part in ("table4", "table4_wins", "tune", "fair")),
+        *(f"vae_{part}" for part in ("table4", "table4_wins", "tune", "fair", "oneshot")),
+        *(f"fpnas_{p}" for p in ("sampling", "distribution", "attention", "space", "memory")),
+        "fpnas_ratios",
+        "retrain_best",
     ],
 )
 def test_benchmarks_md_table_matches_its_json(name):
