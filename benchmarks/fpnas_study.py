@@ -104,7 +104,9 @@ def retrain(name: str, arch: dict, space: Path, seed: int) -> dict[str, Any]:
         return json.loads((out / "result.json").read_text())
     if (out / "checkpoint.pt").is_file():
         return cli("retrain", "--out", str(out), "--resume")
-    argv = ["retrain", "--arch", json.dumps(arch), "--space", str(space)]
+    arch_file = RUNS / name / "arch.json"
+    atomic_write_json(arch_file, arch)
+    argv = ["retrain", "--arch", str(arch_file), "--space", str(space)]
     argv += ["--config", str(RETRAIN_RECIPE), "--out", str(out), "--seed", str(seed)]
     return cli(*argv)
 

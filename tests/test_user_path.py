@@ -305,6 +305,20 @@ def test_an_arch_json_of_another_space_is_refused(tmp_path):
     assert resolve_arch(str(path), space) == space.smallest()
 
 
+def test_a_long_inline_arch_json_is_json_not_a_file_name():
+    """Inline JSON longer than a file name may be (255 bytes) once failed with 'File name
+    too long' (checked as a path first); a long bogus name is a UserError, not OSError."""
+    from samplenas.commands.common import resolve_arch
+    from samplenas.space import load_space
+
+    space = load_space("attentive")
+    text = json.dumps(space.largest().to_json(), indent=4)
+    assert len(text) > 255
+    assert resolve_arch(text, space) == space.largest()
+    with pytest.raises(UserError, match="is not"):
+        resolve_arch("x" * 400, space)
+
+
 # -- the run talks ----------------------------------------------------------------------
 def test_spaces_describes_a_space_file(readme_run, capsys):
     code, out, _ = run(capsys, "spaces", str(readme_run / "my_nas" / "space.yaml"))

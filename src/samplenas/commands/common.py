@@ -189,8 +189,8 @@ def resolve_arch(text: str, space: SearchSpace, run: RunWeights | None = None) -
                 "pass --run-dir DIR or give the architecture as JSON"
             )
         return space.validate(pareto_member(run, int(text))["arch"])
-    path_like = "/" in text or text.endswith(".json") or Path(text).exists()
-    if not text.strip().startswith(("{", "[")) and not path_like:
+    inline = text.strip().startswith(("{", "["))  # before any file check: long JSON is no name
+    if not inline and not ("/" in text or text.endswith(".json") or _exists(text)):
         raise UserError(f"--arch '{text}' is not {ARCH_HELP}")
     raw = read_json_arg(text)
     if isinstance(raw, dict) and isinstance(raw.get("arch"), dict):
@@ -201,6 +201,14 @@ def resolve_arch(text: str, space: SearchSpace, run: RunWeights | None = None) -
             )
         raw = raw["arch"]
     return space.validate(raw)
+
+
+def _exists(text: str) -> bool:
+    """Whether ``text`` names an existing file; False for what cannot be a file name."""
+    try:
+        return Path(text).exists()
+    except (OSError, ValueError):  # too long, or a NUL byte
+        return False
 
 
 def pareto_member(run: RunWeights, index: int) -> dict[str, Any]:
