@@ -338,8 +338,12 @@ def summarise(results: dict) -> dict:
                     **front_gains(paired, "front_test"),
                     **front_gains(paired, "front_val"),
                 }
-                if all("front_seeded_test" in m for m, _ in paired):
-                    seeded = [({"front_test": m["front_seeded_test"]}, b) for m, b in paired]
+                seeded = [
+                    ({"front_test": m["front_seeded_test"]}, b)
+                    for m, b in paired
+                    if "front_seeded_test" in m
+                ]
+                if seeded:
                     gain = front_gains(seeded, "front_test")
                     entry["gain_over_uniform"].update(
                         {k.replace("front_test", "front_seeded_test"): v for k, v in gain.items()}
@@ -455,9 +459,9 @@ def vae_table(summary: dict) -> str:
     ]
     for strategy, key, label in rows:
         entry = summary.get(strategy)
-        if entry is None or not all(key in p for p in entry["per_seed"].values()):
+        fronts = np.array([p[key] for p in (entry or {}).get("per_seed", {}).values() if key in p])
+        if not len(fronts):
             continue
-        fronts = np.array([p[key] for p in entry["per_seed"].values()])
         cells = [label, str(len(fronts))]
         if len(fronts) > 1:
             pairs = zip(fronts.mean(0), fronts.std(0, ddof=1), strict=True)

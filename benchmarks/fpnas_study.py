@@ -3,6 +3,7 @@
 Run:
   python benchmarks/fpnas_study.py [--seeds 0 1 2] [--configs as-1/4 fs-14 ...]
   python benchmarks/fpnas_study.py --part memory   # peak memory of a search step
+  python benchmarks/fpnas_study.py --part timing   # AS vs FS vs joint, one at a time, idle
   python benchmarks/fpnas_study.py --report        # JSON, plots, BENCHMARKS.md tables
 
 Every unit is one ``samplenas fpnas`` search (``fpnas_study/fpnas-digits.yaml``: the
@@ -200,6 +201,61 @@ def work(configs: list[str], seeds: list[int]) -> None:
         todo = [(c, s) for c, s in waiting if pending(c, s)]
         if todo:
             time.sleep(30)  # another worker holds them
+
+
+# -- quiet timing --------------------------------------------------------------------
+
+TIMED = ["as-1/4", "fs-14", "joint"]
+
+
+def timing(seed: int = 0) -> dict[str, Any]:
+    """Search wall time of AS 1/4 (mixed), FS 14 and joint, one after another on an idle
+    host: the units' own wall times were taken beside other jobs whose number changed."""
+    path = RESULTS / "fpnas_timing.json"
+    report = json.loads(path.read_text()) if path.is_file() else {"seed": seed, "runs": {}}
+    for config in TIMED:
+        if config in report["runs"]:
+            continue
+        while os.getloadavg()[0] > 1.0:  # the other jobs' processes, or ours, winding down
+            time.sleep(15)
+        load = os.getloadavg()[0]
+        out = RUNS / "timing" / unit_name(config, seed)
+        shutil.rmtree(out, ignore_errors=True)
+        sampling, distribution, space = CONFIGS[config]
+        result = cli(
+            "fpnas", "--config", str(SEARCH_RECIPE), "--out", str(out), "--seed", str(seed),
+            "--sampling", sampling, "--distribution", distribution,
+            "--set", f"space={SPACES[space]}",
+        )  # fmt: skip
+        report["runs"][config] = {
+            "samples_total": result["samples_total"],
+            "wall_s": result["wall_s"],
+            "load_average_1min_before": round(load, 2),
+            "load_average_1min_after": round(os.getloadavg()[0], 2),
+        }
+        atomic_write_json(path, report)
+    return report
+
+
+def timing_table(t: dict[str, Any] | None) -> str:
+    if not t or not t["runs"]:
+        return ""
+    runs = t["runs"]
+    lines = [
+        "| configuration | samples | search wall (s), idle host | load before, after |",
+        "|---|---|---|---|",
+    ]
+    for config, r in runs.items():
+        load = f"{r['load_average_1min_before']:.2f} / {r['load_average_1min_after']:.2f}"
+        lines.append(f"| {config} | {r['samples_total']} | {r['wall_s']:.0f} | {load} |")
+    for a, b in (("as-1/4", "fs-14"), ("as-1/4", "joint")):
+        if a in runs and b in runs:
+            lines.append(
+                f"| **{a} ÷ {b}** | {runs[a]['samples_total'] / runs[b]['samples_total']:.2f} | "
+                f"{runs[a]['wall_s'] / runs[b]['wall_s']:.2f} "
+                f"({runs[b]['wall_s'] / runs[a]['wall_s']:.2f}× faster) | |"
+            )
+    return "\n".join(lines)
 
 
 # -- peak memory ----------------------------------------------------------------------
@@ -450,6 +506,7 @@ def tables(results: dict[str, Any]) -> dict[str, str]:
     out = {name: table(s, configs) for name, configs in SECTIONS.items()}
     out["fpnas_ratios"] = ratios(s)
     out["fpnas_memory"] = memory_table(results.get("memory"))
+    out["fpnas_timing"] = timing_table(results.get("timing"))
     return out
 
 
@@ -458,9 +515,9 @@ def report() -> dict[str, Any]:
     units = load_units()
     s = summary(units)
     results: dict[str, Any] = {"summary": s, "units": units}
-    mem = RESULTS / "fpnas_memory.json"
-    if mem.is_file():
-        results["memory"] = json.loads(mem.read_text())
+    for part in ("memory", "timing"):
+        if (RESULTS / f"fpnas_{part}.json").is_file():
+            results[part] = json.loads((RESULTS / f"fpnas_{part}.json").read_text())
     atomic_write_json(RESULTS / "fpnas_study.json", results)
     if units:
         plot(units)
@@ -473,12 +530,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--configs", nargs="+", default=[*CONFIGS, *VARIANTS])
-    ap.add_argument("--part", choices=["units", "memory"], default="units")
+    ap.add_argument("--part", choices=["units", "memory", "timing"], default="units")
     ap.add_argument("--report", action="store_true", help="only rebuild JSON, plots, tables")
     args = ap.parse_args()
     if not args.report:
-        if args.part == "memory":
-            print(json.dumps(memory(), indent=2))
+        if args.part != "units":
+            print(json.dumps((memory if args.part == "memory" else timing)(), indent=2))
             return
         work(args.configs, args.seeds)
     results = report()

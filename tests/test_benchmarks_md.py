@@ -77,7 +77,10 @@ def built(name: str) -> str:
         *(f"nb201{part}" for part in ("", "_curves", "_noise", "_nvsk", "_graph", "_speed")),
         *(f"latency_{part}" for part in ("build", "check", "search")),
         *(f"vae_{part}" for part in ("table4", "table4_wins", "tune", "fair", "oneshot")),
-        *(f"fpnas_{p}" for p in ("sampling", "distribution", "attention", "space", "memory")),
+        *(
+            f"fpnas_{p}"
+            for p in ("sampling", "distribution", "attention", "space", "memory", "timing")
+        ),
         "fpnas_ratios",
         "retrain_best",
     ],
