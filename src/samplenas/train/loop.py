@@ -88,6 +88,23 @@ def sgd_schedule(
     return optimizer, scheduler
 
 
+def clip_gradients(params: list[torch.Tensor], limit: float, mode: str) -> float:
+    """Clip the summed sandwich gradient; returns its global L2 norm before clipping.
+
+    ``norm`` rescales the whole gradient to norm <= limit; ``value`` clamps each element
+    to [-limit, limit], as the official AttentiveNAS code does (``grad_clip_value``),
+    which leaves the step size alone unless single elements explode.
+    """
+    if not params:
+        return 0.0
+    if limit > 0 and mode == "norm":
+        return float(torch.nn.utils.clip_grad_norm_(params, limit))
+    norm = float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params])))
+    if limit > 0:
+        torch.nn.utils.clip_grad_value_(params, limit)
+    return norm
+
+
 class EpochLoop:
     """Steps and epochs of one run directory, checkpointed and resumable.
 
@@ -159,6 +176,19 @@ class EpochLoop:
                 print(f"samplenas: {note}", file=sys.stderr)
         if self.dist.is_main:
             self.open_tensorboard()
+
+    def apply_gradients(self) -> float:
+        """The step's accumulated gradients averaged across ranks, clipped and applied
+        (then the LR schedule and the weight average advance); their norm."""
+        t = self.cfg.train
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        D.all_reduce_gradients(params, self.dist)
+        grad_norm = clip_gradients(params, t.grad_clip, t.grad_clip_mode)
+        self.optimizer.step()
+        self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        return grad_norm
 
     def place_model(self, model: torch.nn.Module) -> None:
         """``model`` on this rank's device (channels-last when the recipe says), the same

@@ -36,7 +36,6 @@ from samplenas.train.runs import RETRAINED
 from samplenas.train.trainer import (
     TrainingDiverged,
     check_space_fits_data,
-    clip_gradients,
     load_run_data,
 )
 
@@ -146,14 +145,7 @@ class Retrainer(EpochLoop):
         if not D.all_finite(loss.detach().view(1), self.dist):  # every rank stops, or none
             raise TrainingDiverged(f"loss is {float(loss)} at step {self.step}")
         loss.backward()
-        params = [p for p in self.model.parameters() if p.grad is not None]
-        D.all_reduce_gradients(params, self.dist)
-        grad_norm = clip_gradients(params, t.grad_clip, t.grad_clip_mode)
-        self.optimizer.step()
-        self.scheduler.step()
-        if self.ema is not None:
-            self.ema.update_parameters(self.model)
-        return {"loss": float(loss.detach()), "grad_norm": grad_norm}
+        return {"loss": float(loss.detach()), "grad_norm": self.apply_gradients()}
 
     def averaged_model(self) -> torch.nn.Module:
         """A copy of the weight average with BN statistics estimated for it."""

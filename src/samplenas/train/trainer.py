@@ -38,6 +38,7 @@ from samplenas.train.evaluate import calibration_set, eval_loader, evaluate_subn
 from samplenas.train.loop import (  # the noqa names moved there; importable from here too
     FAULT_ENV,  # noqa: F401
     EpochLoop,
+    clip_gradients,  # noqa: F401
     lr_factor,  # noqa: F401
     minutes,  # noqa: F401
     say,  # noqa: F401
@@ -145,23 +146,6 @@ def check_space_fits_data(
         f"classes but dataset '{data.name}' has {data.channels}-channel images and "
         f"{data.num_classes} classes; {where}{gray}"
     )
-
-
-def clip_gradients(params: list[torch.Tensor], limit: float, mode: str) -> float:
-    """Clip the summed sandwich gradient; returns its global L2 norm before clipping.
-
-    ``norm`` rescales the whole gradient to norm <= limit; ``value`` clamps each element
-    to [-limit, limit], as the official AttentiveNAS code does (``grad_clip_value``),
-    which leaves the step size alone unless single elements explode.
-    """
-    if not params:
-        return 0.0
-    if limit > 0 and mode == "norm":
-        return float(torch.nn.utils.clip_grad_norm_(params, limit))
-    norm = float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params])))
-    if limit > 0:
-        torch.nn.utils.clip_grad_value_(params, limit)
-    return norm
 
 
 def build_supernet(space: SearchSpace) -> torch.nn.Module:
@@ -276,19 +260,6 @@ class Trainer(EpochLoop):
         if self.distill_warmup_steps <= 0:
             return 1.0
         return min(1.0, self.step / self.distill_warmup_steps)
-
-    def apply_gradients(self) -> float:
-        """The step's accumulated gradients averaged across ranks, clipped and applied
-        (then the LR schedule and the weight average advance); their norm."""
-        t = self.cfg.train
-        params = [p for p in self.model.parameters() if p.grad is not None]
-        D.all_reduce_gradients(params, self.dist)
-        grad_norm = clip_gradients(params, t.grad_clip, t.grad_clip_mode)
-        self.optimizer.step()
-        self.scheduler.step()
-        if self.ema is not None:
-            self.ema.update_parameters(self.model)
-        return grad_norm
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         t = self.cfg.train
